@@ -1,0 +1,148 @@
+/**
+ * The system calls, kernel side: argument checks the VFS makes before a driver sees anything,
+ * then the file operation. Every function takes the calling task first.
+ */
+import { fail } from '../../uapi/errno.js';
+import { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE } from './eventfd.js';
+import { MemfdFile } from './memfd.js';
+import {
+  anonymousMemory,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  pageAlignUp,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
+} from './mm.js';
+import { PAGE_SIZE } from '../../hw/memory.js';
+import type { Task } from './task.js';
+
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_NONBLOCK = 0x800;
+export const O_CLOEXEC = 0x80000;
+
+/** read/write never move more than this in one call (MAX_RW_COUNT). */
+export const MAX_RW_COUNT = 0x7ffff000;
+
+export function sysOpen(task: Task, path: string, flags: number): number {
+  const file = task.kernel.openNode(task, path, flags);
+  file.flags = flags;
+  return task.files.install(file);
+}
+
+export function sysClose(task: Task, fd: number): void {
+  task.files.close(fd);
+}
+
+export function sysDup(task: Task, fd: number): number {
+  return task.files.install(task.files.get(fd).get());
+}
+
+export function sysIoctl(task: Task, fd: number, request: number, arg: bigint): number {
+  return task.files.get(fd).ioctl(task, request >>> 0, arg);
+}
+
+export function sysRead(task: Task, fd: number, length: number): Uint8Array {
+  const file = task.files.get(fd);
+  return file.read(task, rwCount(length));
+}
+
+export function sysWrite(task: Task, fd: number, data: Uint8Array): number {
+  const file = task.files.get(fd);
+  return file.write(task, data.length > MAX_RW_COUNT ? data.subarray(0, MAX_RW_COUNT) : data);
+}
+
+export function sysPread(task: Task, fd: number, length: number, offset: bigint): Uint8Array {
+  const file = task.files.get(fd);
+  if (offset < 0n) return fail('EINVAL');
+  return file.pread(task, rwCount(length), offset);
+}
+
+export function sysPwrite(task: Task, fd: number, data: Uint8Array, offset: bigint): number {
+  const file = task.files.get(fd);
+  if (offset < 0n) return fail('EINVAL');
+  return file.pwrite(task, data.length > MAX_RW_COUNT ? data.subarray(0, MAX_RW_COUNT) : data, offset);
+}
+
+export function sysMmap(
+  task: Task,
+  addr: bigint,
+  length: bigint,
+  prot: number,
+  flags: number,
+  fd: number,
+  offset: bigint,
+): bigint {
+  // do_mmap(): the checks made before any driver is asked.
+  if (length === 0n) return fail('EINVAL');
+  if (length < 0n || length > BigInt(TASK_SIZE)) return fail('ENOMEM');
+  if (offset < 0n || offset % BigInt(PAGE_SIZE)) return fail('EINVAL');
+  if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) return fail('EINVAL');
+  const type = flags & (MAP_SHARED | MAP_PRIVATE);
+  if (type !== MAP_SHARED && type !== MAP_PRIVATE) return fail('EINVAL');
+  const len = pageAlignUp(Number(length));
+  if (offset + BigInt(len) > 0xffffffffffffffffn) return fail('EOVERFLOW');
+  const hint = flags & MAP_FIXED ? Number(addr) : 0;
+  if (flags & MAP_FIXED && (addr < 0n || addr >= BigInt(TASK_SIZE))) return fail('ENOMEM');
+
+  if (flags & MAP_ANONYMOUS) {
+    return BigInt(task.mm.map(hint, len, prot, flags, anonymousMemory(len), 0));
+  }
+  const file = task.files.get(fd);
+  const mapping = file.mmap(task, { length: len, prot, flags, offset });
+  return BigInt(task.mm.map(hint, len, prot, flags, mapping.object, mapping.offset));
+}
+
+export function sysMunmap(task: Task, addr: bigint, length: bigint): void {
+  if (addr < 0n || addr % BigInt(PAGE_SIZE) || length <= 0n) return fail('EINVAL');
+  if (addr + length > BigInt(TASK_SIZE)) return fail('EINVAL');
+  task.mm.unmap(Number(addr), Number(length));
+}
+
+export function sysEventfd(task: Task, initval: number, flags: number): number {
+  if (flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC)) return fail('EINVAL');
+  if (!Number.isInteger(initval) || initval < 0 || initval > 0xffffffff) return fail('EINVAL');
+  const file = new EventFd(initval, (flags & EFD_SEMAPHORE) !== 0);
+  file.flags = O_RDWR | (flags & (EFD_NONBLOCK | EFD_CLOEXEC));
+  return task.files.install(file);
+}
+
+export function sysMemfdCreate(task: Task, name: string, flags: number): number {
+  const file = new MemfdFile(name, flags);
+  file.flags = O_RDWR;
+  return task.files.install(file);
+}
+
+export function sysFtruncate(task: Task, fd: number, length: bigint): void {
+  if (length < 0n) return fail('EINVAL');
+  task.files.get(fd).ftruncate(task, length);
+}
+
+export function sysReadlink(task: Task, path: string): string {
+  const fdLink = /^\/proc\/self\/fd\/(\d+)$/.exec(path);
+  if (fdLink) return task.files.get(Number(fdLink[1])).path;
+  return task.kernel.sysfs.readlink(path);
+}
+
+export function sysReaddir(task: Task, path: string): string[] {
+  return task.kernel.sysfs.readdir(path);
+}
+
+/** do_exit(): every fd closed, every mapping released. */
+export function sysExit(task: Task): void {
+  if (task.exited) return;
+  task.exited = true;
+  task.files.closeAll();
+  task.mm.unmapAll();
+  task.kernel.tasks.delete(task);
+}
+
+function rwCount(length: number): number {
+  if (!Number.isInteger(length) || length < 0) return fail('EINVAL');
+  return Math.min(length, MAX_RW_COUNT);
+}
