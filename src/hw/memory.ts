@@ -54,7 +54,8 @@ export class RamObject implements MemoryObject {
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, dst.length - done);
       const page = this.pages.get(Math.floor(at / PAGE_SIZE));
-      if (page) dst.set(page.subarray(inPage, inPage + n), done);
+      // Whole pages are copied without a subarray view (DMA of full pages is the common case).
+      if (page) dst.set(n === PAGE_SIZE ? page : page.subarray(inPage, inPage + n), done);
       else dst.fill(0, done, done + n);
       done += n;
     }
@@ -66,7 +67,7 @@ export class RamObject implements MemoryObject {
       const at = offset + done;
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, src.length - done);
-      this.page(Math.floor(at / PAGE_SIZE), true).set(src.subarray(done, done + n), inPage);
+      this.page(Math.floor(at / PAGE_SIZE), true).set(n === src.length ? src : src.subarray(done, done + n), inPage);
       done += n;
     }
   }
@@ -87,10 +88,19 @@ export class RamObject implements MemoryObject {
 export interface MmioHandler {
   mmioRead(offset: number, width: number): bigint;
   mmioWrite(offset: number, width: number, value: bigint): void;
+  /**
+   * Optional allocation-free forms of the same accesses, preferred by MmioObject when present
+   * (register access is a hot path and a bigint per access allocates): the value travels as two
+   * unsigned 32-bit halves; `hi` is 0 for widths below 8. A handler that has one has both.
+   */
+  mmioReadHalves?(offset: number, width: number, out: Uint32Array): void;
+  mmioWriteHalves?(offset: number, width: number, lo: number, hi: number): void;
 }
 
 export class MmioObject implements MemoryObject {
   readonly kind = 'mmio';
+  /** Scratch for the halves fast path: [lo, hi] of the register value. */
+  private readonly halves = new Uint32Array(2);
 
   constructor(
     readonly size: number,
@@ -98,19 +108,87 @@ export class MmioObject implements MemoryObject {
   ) {}
 
   read(offset: number, dst: Uint8Array): void {
+    if (this.handler.mmioReadHalves) {
+      this.readHalves(offset, dst);
+      return;
+    }
+    const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
     forEachAccess(offset, dst.length, (at, width, i) => {
       const v = this.handler.mmioRead(at, width);
-      for (let b = 0; b < width; b++) dst[i + b] = Number((v >> BigInt(8 * b)) & 0xffn);
+      if (width === 8) view.setBigUint64(i, BigInt.asUintN(64, v), true);
+      else if (width === 4) view.setUint32(i, Number(v & 0xffffffffn), true);
+      else if (width === 2) view.setUint16(i, Number(v & 0xffffn), true);
+      else view.setUint8(i, Number(v & 0xffn));
     });
   }
 
   write(offset: number, src: Uint8Array): void {
+    if (this.handler.mmioWriteHalves) {
+      this.writeHalves(offset, src);
+      return;
+    }
+    const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
     forEachAccess(offset, src.length, (at, width, i) => {
-      let v = 0n;
-      for (let b = width - 1; b >= 0; b--) v = (v << 8n) | BigInt(src[i + b]!);
+      const v =
+        width === 8
+          ? view.getBigUint64(i, true)
+          : BigInt(width === 4 ? view.getUint32(i, true) : width === 2 ? view.getUint16(i, true) : view.getUint8(i));
       this.handler.mmioWrite(at, width, v);
     });
   }
+
+  /** Same access splitting as forEachAccess, without a closure, a DataView or a bigint per access. */
+  private readHalves(offset: number, dst: Uint8Array): void {
+    const out = this.halves;
+    const length = dst.length;
+    let i = 0;
+    while (i < length) {
+      const at = offset + i;
+      const width = accessWidth(at, length - i);
+      out[0] = 0;
+      out[1] = 0;
+      this.handler.mmioReadHalves!(at, width, out);
+      const lo = out[0]!;
+      dst[i] = lo;
+      if (width >= 2) dst[i + 1] = lo >>> 8;
+      if (width >= 4) {
+        dst[i + 2] = lo >>> 16;
+        dst[i + 3] = lo >>> 24;
+      }
+      if (width === 8) {
+        const hi = out[1]!;
+        dst[i + 4] = hi;
+        dst[i + 5] = hi >>> 8;
+        dst[i + 6] = hi >>> 16;
+        dst[i + 7] = hi >>> 24;
+      }
+      i += width;
+    }
+  }
+
+  private writeHalves(offset: number, src: Uint8Array): void {
+    const length = src.length;
+    let i = 0;
+    while (i < length) {
+      const at = offset + i;
+      const width = accessWidth(at, length - i);
+      let lo: number;
+      let hi = 0;
+      if (width >= 4) {
+        lo = (src[i]! | (src[i + 1]! << 8) | (src[i + 2]! << 16) | (src[i + 3]! << 24)) >>> 0;
+        if (width === 8) hi = (src[i + 4]! | (src[i + 5]! << 8) | (src[i + 6]! << 16) | (src[i + 7]! << 24)) >>> 0;
+      } else {
+        lo = width === 2 ? src[i]! | (src[i + 1]! << 8) : src[i]!;
+      }
+      this.handler.mmioWriteHalves!(at, width, lo, hi);
+      i += width;
+    }
+  }
+}
+
+/** The widest naturally aligned access (8/4/2/1) at `at` with `left` bytes to go. */
+function accessWidth(at: number, left: number): number {
+  return left >= 8 && at % 8 === 0 ? 8 : left >= 4 && at % 4 === 0 ? 4 : left >= 2 && at % 2 === 0 ? 2 : 1;
 }
 
 /**
@@ -126,8 +204,7 @@ export function forEachAccess(
   let i = 0;
   while (i < length) {
     const at = offset + i;
-    const left = length - i;
-    const width = left >= 8 && at % 8 === 0 ? 8 : left >= 4 && at % 4 === 0 ? 4 : left >= 2 && at % 2 === 0 ? 2 : 1;
+    const width = accessWidth(at, length - i);
     visit(at, width, i);
     i += width;
   }

@@ -15,6 +15,8 @@ export type NodeOpener = (task: Task, flags: number) => File;
 export class Kernel {
   readonly sysfs = new Sysfs();
   readonly tasks = new Set<Task>();
+  /** Exited tasks whose mm still carries locked/pinned pages: leaks, kept visible. */
+  readonly zombies = new Set<Task>();
   /**
    * Internal errors caught at the system-call boundary (the emulation's own bugs, the kernel's
    * WARN/oops). The caller saw EFAULT; tests assert this stays empty.

@@ -17,46 +17,134 @@ const scalarSize: Record<ScalarType, number> = {
   s64: 8,
 };
 
-/** One declared field: `[name, type]`, or `[name, 'u8', count]` for a fixed byte array. */
+/**
+ * One declared field: `[name, type]`, `[name, 'u8', count]` for a fixed byte array,
+ * `[name, otherStruct]` for an embedded struct, or the object form for element arrays of wider
+ * types and explicit offsets (union members).
+ */
 export type FieldSpec =
   | readonly [name: string, type: ScalarType]
   | readonly [name: string, type: 'u8', count: number]
-  | { readonly name: string; readonly type: ScalarType; readonly count?: number; readonly offset?: number };
+  | readonly [name: string, type: Struct<object>]
+  | {
+      readonly name: string;
+      readonly type: ScalarType | Struct<object>;
+      readonly count?: number;
+      readonly offset?: number;
+    };
 
 export interface Field {
   readonly name: string;
-  readonly type: ScalarType;
-  /** Array length for byte arrays; 0 for scalars. */
+  /** Scalar type of the field (of each element for arrays), or 'struct' for an embedded struct. */
+  readonly type: ScalarType | 'struct';
+  /** Array length; 0 for scalars and embedded structs. */
   readonly count: number;
   readonly offset: number;
   readonly size: number;
+  /** The embedded layout when `type` is 'struct'. */
+  readonly struct?: Struct<object>;
 }
 
-type FieldValue = number | bigint | Uint8Array;
-export type StructValue = Record<string, FieldValue>;
+type FieldValue = number | bigint | Uint8Array | readonly number[] | readonly bigint[] | StructValue;
+export interface StructValue {
+  [field: string]: FieldValue;
+}
+
+/** What `encode` accepts: any subset of the fields, recursively for embedded structs. */
+export type EncodeValue<T> = {
+  [K in keyof T]?: T[K] extends number | bigint | Uint8Array | readonly unknown[] ? T[K] : EncodeValue<T[K]>;
+};
+
+// Value types derived from a field list, so a struct's TypeScript type cannot drift from its layout.
+type ScalarValue<Ty> = Ty extends 'u64' | 's64' ? bigint : number;
+type ArrayValue<Ty> = Ty extends 'u8' ? Uint8Array : Ty extends 'u64' | 's64' ? bigint[] : number[];
+type ElementValue<Ty> = Ty extends Struct<infer N> ? N : ScalarValue<Ty>;
+type SpecName<F> = F extends readonly [infer N extends string, ...unknown[]]
+  ? N
+  : F extends { readonly name: infer N extends string }
+    ? N
+    : never;
+type SpecValue<F> = F extends readonly [string, infer Ty, number]
+  ? ArrayValue<Ty>
+  : F extends readonly [string, infer Ty]
+    ? ElementValue<Ty>
+    : F extends { readonly type: infer Ty; readonly count: number }
+      ? ArrayValue<Ty>
+      : F extends { readonly type: infer Ty }
+        ? ElementValue<Ty>
+        : never;
+
+/**
+ * A flexible array member (`__u8 data[]`, `struct vfio_iova_range iova_ranges[]`): not a field
+ * and not counted in the value, but its element alignment can raise the struct's alignment and
+ * size, and it starts at `offset`.
+ */
+export type FlexibleSpec = readonly [name: string, type: ScalarType | Struct<object>];
+
+export interface FlexibleArray {
+  readonly name: string;
+  /** Element type, or 'struct' with `struct` set. */
+  readonly type: ScalarType | 'struct';
+  readonly struct?: Struct<object>;
+  readonly offset: number;
+  readonly elementSize: number;
+}
+
+/** The value type of a field list: u8..u32/s8..s32 as number, u64/s64 as bigint, u8 arrays as bytes. */
+export type StructShape<S extends readonly FieldSpec[]> = { [F in S[number] as SpecName<F>]: SpecValue<F> };
+
+/** The value type of a compiled layout: `StructType<typeof vfio_device_info>`. */
+export type StructType<L> = L extends Struct<infer T> ? T : never;
 
 /** A compiled layout: frozen field table plus its codecs. */
 export class Struct<T extends object = StructValue> {
   readonly fields: readonly Field[];
   readonly size: number;
   readonly align: number;
+  /** The trailing flexible array member, if the C struct has one. */
+  readonly flexible?: FlexibleArray;
   private readonly byName: ReadonlyMap<string, Field>;
 
   constructor(
     readonly name: string,
     specs: readonly FieldSpec[],
+    flexible?: FlexibleSpec,
   ) {
     const fields: Field[] = [];
     let cursor = 0;
     let align = 1;
     for (const spec of specs) {
       const { name: fieldName, type, count, offset } = normalize(spec);
+      if (type instanceof Struct) {
+        if (count) throw new Error(`${name}.${fieldName}: arrays of structs are not supported`);
+        const at = offset ?? roundUp(cursor, type.align);
+        fields.push(
+          Object.freeze({ name: fieldName, type: 'struct', count: 0, offset: at, size: type.size, struct: type }),
+        );
+        cursor = Math.max(cursor, at + type.size);
+        align = Math.max(align, type.align);
+        continue;
+      }
       const unit = scalarSize[type];
       const size = count ? unit * count : unit;
       const at = offset ?? roundUp(cursor, unit);
       fields.push(Object.freeze({ name: fieldName, type, count, offset: at, size }));
       cursor = Math.max(cursor, at + size);
       align = Math.max(align, unit);
+    }
+    if (flexible) {
+      const [flexName, type] = flexible;
+      const element = type instanceof Struct ? { size: type.size, align: type.align } : scalarSize[type];
+      const elementSize = typeof element === 'number' ? element : element.size;
+      const elementAlign = typeof element === 'number' ? element : element.align;
+      const at = roundUp(cursor, elementAlign);
+      this.flexible = Object.freeze(
+        type instanceof Struct
+          ? { name: flexName, type: 'struct' as const, struct: type, offset: at, elementSize }
+          : { name: flexName, type, offset: at, elementSize },
+      );
+      cursor = at;
+      align = Math.max(align, elementAlign);
     }
     this.fields = Object.freeze(fields);
     this.align = align;
@@ -86,32 +174,80 @@ export class Struct<T extends object = StructValue> {
    * the kernel's zero-filled copy of a short user struct behaves.
    */
   decode(bytes: Uint8Array, offset = 0): T {
-    const out: StructValue = {};
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (const f of this.fields) out[f.name] = readField(view, offset + f.offset, f);
-    return out as T;
+    return this.read(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), offset) as T;
   }
 
   /** Encodes `value` (missing fields are zero) into `into` at `offset`, or into a new buffer. */
-  encode(value: Partial<T>, into?: Uint8Array, offset = 0): Uint8Array {
+  encode(value: EncodeValue<T>, into?: Uint8Array, offset = 0): Uint8Array {
     const bytes = into ?? new Uint8Array(this.size);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const record = value as Partial<StructValue>;
-    for (const f of this.fields) {
-      const v = record[f.name];
-      if (v !== undefined) writeField(view, offset + f.offset, f, v);
-    }
+    this.write(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), value as StructValue, offset);
     return bytes;
+  }
+
+  // Embedded structs share the outer view.
+  private read(view: DataView, offset: number): StructValue {
+    const out: StructValue = {};
+    for (const f of this.fields) {
+      out[f.name] = f.struct ? f.struct.read(view, offset + f.offset) : readField(view, offset + f.offset, f);
+    }
+    return out;
+  }
+
+  private write(view: DataView, value: Partial<StructValue>, offset: number): void {
+    for (const f of this.fields) {
+      const v = value[f.name];
+      if (v === undefined) continue;
+      if (f.struct) f.struct.write(view, v as StructValue, offset + f.offset);
+      else writeField(view, offset + f.offset, f, v);
+    }
   }
 }
 
-export function defineStruct<T extends object>(name: string, specs: readonly FieldSpec[]): Struct<T> {
-  return new Struct<T>(name, specs);
+/**
+ * Declares a layout. The value type is inferred from the field list
+ * (`defineStruct('x', [['argsz', 'u32']])` is a `Struct<{ argsz: number }>`), or given explicitly
+ * as `defineStruct<MyType>(...)`. `flexible` names a trailing flexible array member.
+ */
+export function defineStruct<T extends object = never, const S extends readonly FieldSpec[] = readonly FieldSpec[]>(
+  name: string,
+  specs: S,
+  flexible?: FlexibleSpec,
+): Struct<[T] extends [never] ? StructShape<S> : T> {
+  return new Struct(name, specs, flexible);
 }
 
-function normalize(spec: FieldSpec): { name: string; type: ScalarType; count: number; offset?: number } {
+/** Decodes `count` consecutive elements: the flexible array members (`ranges[]`, `devices[]`). */
+export function decodeArray<T extends object>(
+  struct: Struct<T>,
+  bytes: Uint8Array,
+  offset: number,
+  count: number,
+): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < count; i++) out.push(struct.decode(bytes, offset + i * struct.size));
+  return out;
+}
+
+/** Encodes consecutive elements into `into` at `offset`, or into a new buffer of exactly their size. */
+export function encodeArray<T extends object>(
+  struct: Struct<T>,
+  values: readonly EncodeValue<T>[],
+  into?: Uint8Array,
+  offset = 0,
+): Uint8Array {
+  const bytes = into ?? new Uint8Array(struct.size * values.length);
+  values.forEach((v, i) => struct.encode(v, bytes, offset + i * struct.size));
+  return bytes;
+}
+
+function normalize(spec: FieldSpec): {
+  name: string;
+  type: ScalarType | Struct<object>;
+  count: number;
+  offset?: number;
+} {
   if (Array.isArray(spec)) {
-    const [name, type, count] = spec as readonly [string, ScalarType, number?];
+    const [name, type, count] = spec as readonly [string, ScalarType | Struct<object>, number?];
     return { name, type, count: count ?? 0 };
   }
   const s = spec as Exclude<FieldSpec, readonly unknown[]>;
@@ -123,19 +259,28 @@ function roundUp(n: number, a: number): number {
 }
 
 function readField(view: DataView, at: number, f: Field): FieldValue {
-  if (f.count) {
+  const type = f.type as ScalarType;
+  if (!f.count) return readScalarZeroFilled(view, at, type);
+  if (type === 'u8') {
     const out = new Uint8Array(f.size);
-    for (let i = 0; i < f.size; i++) out[i] = at + i < view.byteLength ? view.getUint8(at + i) : 0;
+    const end = Math.min(at + f.size, view.byteLength);
+    if (end > at) out.set(new Uint8Array(view.buffer, view.byteOffset + at, end - at));
     return out;
   }
-  if (at + f.size > view.byteLength) {
-    if (at >= view.byteLength) return f.size === 8 ? 0n : 0;
-    // A field cut by the end of the buffer: assemble what is there, zero the rest.
-    const tmp = new DataView(new ArrayBuffer(8));
-    for (let i = 0; at + i < view.byteLength; i++) tmp.setUint8(i, view.getUint8(at + i));
-    return readScalar(tmp, 0, f.type);
-  }
-  return readScalar(view, at, f.type);
+  const unit = scalarSize[type];
+  const out: (number | bigint)[] = [];
+  for (let i = 0; i < f.count; i++) out.push(readScalarZeroFilled(view, at + i * unit, type));
+  return out as number[] | bigint[];
+}
+
+function readScalarZeroFilled(view: DataView, at: number, type: ScalarType): number | bigint {
+  const size = scalarSize[type];
+  if (at + size <= view.byteLength) return readScalar(view, at, type);
+  if (at >= view.byteLength) return size === 8 ? 0n : 0;
+  // A field cut by the end of the buffer: assemble what is there, zero the rest.
+  const tmp = new DataView(new ArrayBuffer(8));
+  for (let i = 0; at + i < view.byteLength; i++) tmp.setUint8(i, view.getUint8(at + i));
+  return readScalar(tmp, 0, type);
 }
 
 function readScalar(view: DataView, at: number, type: ScalarType): number | bigint {
@@ -160,12 +305,20 @@ function readScalar(view: DataView, at: number, type: ScalarType): number | bigi
 }
 
 function writeField(view: DataView, at: number, f: Field, v: FieldValue): void {
-  if (f.count) {
+  const type = f.type as ScalarType;
+  if (!f.count) return writeScalar(view, at, type, v as number | bigint);
+  if (type === 'u8') {
     const src = v as Uint8Array;
     for (let i = 0; i < f.size; i++) view.setUint8(at + i, src[i] ?? 0);
     return;
   }
-  switch (f.type) {
+  const src = v as readonly (number | bigint)[];
+  const unit = scalarSize[type];
+  for (let i = 0; i < f.count; i++) writeScalar(view, at + i * unit, type, src[i] ?? 0);
+}
+
+function writeScalar(view: DataView, at: number, type: ScalarType, v: number | bigint): void {
+  switch (type) {
     case 'u8':
     case 's8':
       view.setUint8(at, Number(v) & 0xff);
@@ -176,11 +329,11 @@ function writeField(view: DataView, at: number, f: Field, v: FieldValue): void {
       return;
     case 'u32':
     case 's32':
-      view.setUint32(at, typeof v === 'number' ? v >>> 0 : Number(BigInt.asUintN(32, v as bigint)), true);
+      view.setUint32(at, typeof v === 'number' ? v >>> 0 : Number(BigInt.asUintN(32, v)), true);
       return;
     case 'u64':
     case 's64':
-      view.setBigUint64(at, BigInt.asUintN(64, typeof v === 'number' ? BigInt(Math.trunc(v)) : (v as bigint)), true);
+      view.setBigUint64(at, BigInt.asUintN(64, typeof v === 'number' ? BigInt(Math.trunc(v)) : v), true);
       return;
   }
 }

@@ -4,7 +4,8 @@
  * (iommu_group_claim_dma_owner). Attaching a domain attaches every device of the group.
  */
 import { fail } from '../../uapi/errno.js';
-import type { IommuDomain, Vtd } from '../../hw/iommu/vtd.js';
+import type { IommuDomain } from '../../hw/iommu/domain.js';
+import type { VtdIommu } from '../../hw/iommu/vtd.js';
 import type { PciDev } from '../pci.js';
 
 export class IommuGroup {
@@ -15,7 +16,7 @@ export class IommuGroup {
 
   constructor(
     readonly id: number,
-    readonly iommu: Vtd,
+    readonly iommu: VtdIommu,
   ) {}
 
   /** No device of the group is bound to a regular host driver. */

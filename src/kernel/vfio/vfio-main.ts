@@ -23,6 +23,7 @@ import {
 import { File, type FileMapping, type MmapRequest } from '../vfs/file.js';
 import type { Task } from '../vfs/task.js';
 import type { PciDev } from '../pci.js';
+import type { VfioGroup } from './group.js';
 import { copyArgszIn } from './argsz.js';
 import * as cdev from './device-cdev.js';
 
@@ -50,6 +51,8 @@ export class VfioDevice {
   driverData: unknown;
   /** Set while bound to an iommufd through the cdev or the compat group path. */
   iommufdBinding: cdev.IommufdBinding | null = null;
+  /** device->group: the VFIO group it belongs to, set when it is registered (vfio.ts). */
+  group: VfioGroup | null = null;
 
   constructor(
     readonly pdev: PciDev,

@@ -140,6 +140,7 @@ export function sysExit(task: Task): void {
   task.files.closeAll();
   task.mm.unmapAll();
   task.kernel.tasks.delete(task);
+  if (task.mm.lockedVm || task.mm.pinnedVm) task.kernel.zombies.add(task);
 }
 
 function rwCount(length: number): number {
