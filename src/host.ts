@@ -5,7 +5,7 @@
 import { Machine } from './hw/machine.js';
 import { Kernel } from './kernel/kernel.js';
 import { IommuGroup } from './kernel/iommu/group.js';
-import { PciDev } from './kernel/pci.js';
+import { PciBus, PciDev } from './kernel/pci.js';
 import { CAPABILITIES } from './kernel/vfs/cred.js';
 import { RLIM_INFINITY } from './kernel/vfs/task.js';
 import { Vfio } from './kernel/vfio/vfio.js';
@@ -70,6 +70,16 @@ export class Host {
       pdev.group = group;
       group.devices.push(pdev);
       this.pciDevs.push(pdev);
+    }
+    // pdev->bus: functions sharing a bus number share a (secondary bus) reset.
+    const buses = new Map<string, PciBus>();
+    for (const pdev of this.pciDevs) {
+      const { segment, bus: number } = pdev.fn.address;
+      const key = `${segment}:${number}`;
+      let bus = buses.get(key);
+      if (!bus) buses.set(key, (bus = new PciBus(segment, number)));
+      pdev.bus = bus;
+      bus.devices.push(pdev);
     }
     for (const group of groups.values()) {
       if (group.devices.some((d) => d.driver === 'vfio-pci')) this.vfio.registerGroup(group);

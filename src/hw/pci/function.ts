@@ -183,6 +183,19 @@ export abstract class PciFunction {
     this.updateIntxPin();
   }
 
+  /**
+   * Secondary bus reset, asserted by the bridge above the function's bus (a PCI hot reset): the
+   * same effect as a function reset, for every function on the bus whatever reset methods it
+   * has. Software saves and restores config state around it, as pci_reset_bus() does.
+   */
+  busReset(): void {
+    if (this.powerOnConfig) this.config.restore(this.powerOnConfig);
+    this.intxAsserted = false;
+    this.config.setBits16(PCI_STATUS, PCI_STATUS_INTERRUPT, false);
+    this.resetDevice();
+    this.updateIntxPin();
+  }
+
   // --- config space as software sees it ---
 
   configRead(offset: number, width: number): number {

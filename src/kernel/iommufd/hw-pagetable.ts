@@ -36,6 +36,7 @@ const PAGING_FLAGS =
   IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
 /** ECAP_REG.NEST (bit 26): nested translation. */
 const ECAP_NEST = 1n << 26n;
+const MAX_DOMAIN_IDS = 0xffff;
 /** Bitmap bytes handled per pass, like the kernel's iova_bitmap window over pinned user pages. */
 const WINDOW_BYTES = 256 * 1024;
 
@@ -66,7 +67,12 @@ export class HwptPaging extends IommufdObject {
     this.dirtyOps = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
     this.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
     const hw = iommu.allocDomain();
-    this.domain = { hw, pgsizeBitmap: iommu.pageSizes, apertureStart: iommu.aperture.start, apertureLast: iommu.aperture.last };
+    this.domain = {
+      hw,
+      pgsizeBitmap: iommu.pageSizes,
+      apertureStart: iommu.aperture.start,
+      apertureLast: iommu.aperture.last,
+    };
     // Pairs with the decrement in destroy().
     ioas.users++;
   }
@@ -101,7 +107,14 @@ export function getHwptPaging(ctx: IommufdCtx, id: number): HwptPaging {
  * the caller finalizes or aborts. With `immediateAttach` the device is attached first (the
  * automatic-domain path). The domain is filled with every area now, pinning if needed.
  */
-export function hwptPagingAlloc(ctx: IommufdCtx, ioas: Ioas, idev: IommufdDevice, flags: number, immediateAttach: boolean, userData: boolean): HwptPaging {
+export function hwptPagingAlloc(
+  ctx: IommufdCtx,
+  ioas: Ioas,
+  idev: IommufdDevice,
+  flags: number,
+  immediateAttach: boolean,
+  userData: boolean,
+): HwptPaging {
   const iommu = idev.iommu;
   if (flags & ~PAGING_FLAGS) return fail('EOPNOTSUPP');
   if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !iommu.supportsDirtyTracking) return fail('EOPNOTSUPP');
@@ -111,6 +124,8 @@ export function hwptPagingAlloc(ctx: IommufdCtx, ioas: Ioas, idev: IommufdDevice
   if (userData) return fail('EOPNOTSUPP');
   if (flags & IOMMU_HWPT_ALLOC_NEST_PARENT && !(iommu.ecapReg & ECAP_NEST)) return fail('EOPNOTSUPP');
 
+  // intel-iommu runs out of domain ids at 2^16 - 1 (CAP_REG.ND = 6, id 0 reserved): ENOSPC.
+  if (iommu.domainCount >= MAX_DOMAIN_IDS) return fail('ENOSPC');
   const hwpt = ctx.allocObject(new HwptPaging(ctx, ioas, iommu, flags));
   try {
     if (immediateAttach) {
@@ -262,4 +277,3 @@ function ctz(value: bigint): number {
   }
   return n;
 }
-

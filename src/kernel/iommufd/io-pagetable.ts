@@ -185,7 +185,9 @@ export class IoPagetable {
     const out: PagesSlice[] = [];
     let cursor = iova;
     let entry = this.areas.find(iova);
-    while (entry && entry.start === cursor && entry.value.pages) {
+    // iopt_for_each_contig_area(): the first area contains iova, each next one starts right
+    // after the previous one ends.
+    while (entry && entry.start <= cursor && entry.value.pages) {
       const area = entry.value;
       const end = area.last < last ? area.last : last;
       out.push({ pages: area.pagesRef, startByte: area.startByteOf(cursor), length: end - cursor + 1n });
@@ -195,6 +197,7 @@ export class IoPagetable {
       }
       cursor = end + 1n;
       entry = this.areas.next(entry);
+      if (entry && entry.start !== cursor) break;
     }
     return fail('ENOENT');
   }

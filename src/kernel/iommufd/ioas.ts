@@ -118,7 +118,15 @@ function convProt(flags: number): IoProt {
  * iopt_map_common(): maps a fresh pages object into `ioas`, upgrading per-user accounting to
  * per-mm when the context asks for it. The pages are dropped if mapping fails.
  */
-export function mapCommon(ctx: IommufdCtx, ioas: Ioas, alloc: { pages: IoptPages; startByte: bigint }, length: bigint, iova: bigint, prot: IoProt, allocate: boolean): bigint {
+export function mapCommon(
+  ctx: IommufdCtx,
+  ioas: Ioas,
+  alloc: { pages: IoptPages; startByte: bigint },
+  length: bigint,
+  iova: bigint,
+  prot: IoProt,
+  allocate: boolean,
+): bigint {
   const { pages, startByte } = alloc;
   if (ctx.accountMode === IOPT_PAGES_ACCOUNT_MM && pages.accountMode === IOPT_PAGES_ACCOUNT_USER) {
     pages.accountMode = IOPT_PAGES_ACCOUNT_MM;
@@ -132,7 +140,16 @@ export function mapCommon(ctx: IommufdCtx, ioas: Ioas, alloc: { pages: IoptPages
 }
 
 /** iopt_map_user_pages(). */
-export function mapUserPages(ctx: IommufdCtx, task: Task, ioas: Ioas, iova: bigint, uptr: bigint, length: bigint, prot: IoProt, allocate: boolean): bigint {
+export function mapUserPages(
+  ctx: IommufdCtx,
+  task: Task,
+  ioas: Ioas,
+  iova: bigint,
+  uptr: bigint,
+  length: bigint,
+  prot: IoProt,
+  allocate: boolean,
+): bigint {
   const alloc = IoptPages.allocUser(task, uptr, length, prot.write);
   return mapCommon(ctx, ioas, alloc, length, iova, prot, allocate);
 }

@@ -16,9 +16,11 @@ import { fail } from '../../uapi/errno.js';
 import type { Struct } from '../../uapi/layout.js';
 import type { Kernel } from '../kernel.js';
 import type { File } from '../vfs/file.js';
-import type { Task } from '../vfs/task.js';
+import { PROT_READ } from '../vfs/mm.js';
+import { type Task, userAddress } from '../vfs/task.js';
 import type { Ioas } from './ioas.js';
 import type { IommufdGroup } from './device.js';
+import { codecOf } from './codec.js';
 import { IOPT_PAGES_ACCOUNT_USER, type AccountMode } from './pages.js';
 
 export type IommufdObjectType =
@@ -153,7 +155,8 @@ export class IommufdCtx {
    */
   destroyUser(obj: IommufdObject): void {
     obj.users--;
-    if (obj.users !== 1) throw new Error(`iommufd ${obj.type} ${obj.id} destroyed while still in use (${obj.users} users)`);
+    if (obj.users !== 1)
+      throw new Error(`iommufd ${obj.type} ${obj.id} destroyed while still in use (${obj.users} users)`);
     this.removeAndDestroy(obj);
   }
 
@@ -206,9 +209,46 @@ export class Ucmd<T extends object> {
 
   /** iommufd_ucmd_respond(): copies back min(user size, struct size) bytes of `cmd`. */
   respond(): void {
-    const bytes = this.struct.encode(this.cmd);
+    const bytes = codecOf(this.struct).encode(this.cmd);
     this.task.copyToUser(this.arg, this.userSize < bytes.length ? bytes.subarray(0, this.userSize) : bytes);
   }
+}
+
+/**
+ * copy_struct_from_user(): `ksize` bytes for the kernel, from a user struct of `usize` bytes.
+ * Bytes the kernel does not know must be zero (E2BIG); bytes the user did not supply read as
+ * zero (the returned buffer may be shorter than ksize: decoders zero-fill).
+ */
+export function copyStructFromUser(task: Task, arg: bigint, ksize: number, usize: number): Uint8Array {
+  if (usize > ksize) checkZeroedUser(task, arg + BigInt(ksize), usize - ksize);
+  return task.copyFromUser(arg, Math.min(ksize, usize));
+}
+
+/** check_zeroed_user(): E2BIG at the first non-zero byte; a page at a time, so no huge buffer. */
+export function checkZeroedUser(task: Task, addr: bigint, length: number): void {
+  for (let at = 0; at < length;) {
+    const n = Math.min(length - at, 4096);
+    const tail = task.copyFromUser(addr + BigInt(at), n);
+    for (let i = 0; i < n; i++) if (tail[i] !== 0) return fail('E2BIG');
+    at += n;
+  }
+}
+
+/**
+ * copy_from_user() into a caller's buffer: the common case (one readable mapping) copies
+ * straight from the memory object without allocating; anything else takes Task.copyFromUser.
+ */
+export function copyFromUserInto(task: Task, addr: bigint, dst: Uint8Array): void {
+  const at = userAddress(addr, dst.length);
+  const vma = task.mm.find(at);
+  if (vma && at + dst.length <= vma.end && vma.prot & PROT_READ) {
+    const offset = vma.offset + (at - vma.start);
+    if (offset + dst.length <= vma.object.size) {
+      vma.object.read(offset, dst);
+      return;
+    }
+  }
+  dst.set(task.copyFromUser(addr, dst.length));
 }
 
 // A binary min-heap of freed ids: the lowest free id is always reused first.

@@ -28,7 +28,8 @@ import type { Task } from '../vfs/task.js';
 export const IOPT_PAGES_ACCOUNT_NONE = 0;
 export const IOPT_PAGES_ACCOUNT_USER = 1;
 export const IOPT_PAGES_ACCOUNT_MM = 2;
-export type AccountMode = typeof IOPT_PAGES_ACCOUNT_NONE | typeof IOPT_PAGES_ACCOUNT_USER | typeof IOPT_PAGES_ACCOUNT_MM;
+export type AccountMode =
+  typeof IOPT_PAGES_ACCOUNT_NONE | typeof IOPT_PAGES_ACCOUNT_USER | typeof IOPT_PAGES_ACCOUNT_MM;
 
 const PAGE = BigInt(PAGE_SIZE);
 
@@ -75,7 +76,12 @@ export class IoptPages {
    * iopt_alloc_user_pages(): the pages under [uptr, uptr + length). Returns the pages and the
    * byte offset of `uptr` in them. EOVERFLOW if the range wraps, EINVAL for length 0.
    */
-  static allocUser(task: Task, uptr: bigint, length: bigint, writable: boolean): { pages: IoptPages; startByte: bigint } {
+  static allocUser(
+    task: Task,
+    uptr: bigint,
+    length: bigint,
+    writable: boolean,
+  ): { pages: IoptPages; startByte: bigint } {
     if (uptr + length > 0xffffffffffffffffn) return fail('EOVERFLOW');
     const base = uptr - (uptr % PAGE);
     const startByte = uptr - base;
@@ -88,11 +94,23 @@ export class IoptPages {
    * iopt_alloc_file_pages(): the pages of `file` under [start, start + length). The file's type
    * and size are only checked when the pages are pinned, as memfd_pin_folios does.
    */
-  static allocFile(task: Task, file: File, start: bigint, length: bigint, writable: boolean): { pages: IoptPages; startByte: bigint } {
+  static allocFile(
+    task: Task,
+    file: File,
+    start: bigint,
+    length: bigint,
+    writable: boolean,
+  ): { pages: IoptPages; startByte: bigint } {
     const base = start - (start % PAGE);
     const startByte = start - base;
     const npages = checkLength(startByte, length);
-    const pages = new IoptPages({ kind: 'file', file: file.get(), start: base }, npages, writable, initialMode(task), task);
+    const pages = new IoptPages(
+      { kind: 'file', file: file.get(), start: base },
+      npages,
+      writable,
+      initialMode(task),
+      task,
+    );
     return { pages, startByte };
   }
 
@@ -161,7 +179,11 @@ export class IoptPages {
    * Calls `visit` for each pinned run overlapping pages [first, last], clipped to it, in order:
    * the memory object, the byte offset of page `pageFirst` in it, and the number of pages.
    */
-  forEachRun(first: number, last: number, visit: (object: MemoryObject, offset: number, pageFirst: number, pages: number) => void): void {
+  forEachRun(
+    first: number,
+    last: number,
+    visit: (object: MemoryObject, offset: number, pageFirst: number, pages: number) => void,
+  ): void {
     for (const run of this.runs) {
       if (run.last < first) continue;
       if (run.first > last) break;
@@ -282,7 +304,12 @@ export class IoptPages {
       const pieces: PinnedRun[] = [];
       if (run.first < first) pieces.push({ first: run.first, last: first - 1, object: run.object, offset: run.offset });
       if (run.last > last) {
-        pieces.push({ first: last + 1, last: run.last, object: run.object, offset: run.offset + (last + 1 - run.first) * PAGE_SIZE });
+        pieces.push({
+          first: last + 1,
+          last: run.last,
+          object: run.object,
+          offset: run.offset + (last + 1 - run.first) * PAGE_SIZE,
+        });
       }
       this.runs.splice(i, 1, ...pieces);
       i += pieces.length - 1;
@@ -295,7 +322,14 @@ export class IoptPages {
  * the task's RLIMIT_MEMLOCK (USER), mm->locked_vm (MM, __account_locked_vm without the
  * CAP_IPC_LOCK bypass, as iommufd calls it), nothing (NONE); then mm->pinned_vm.
  */
-export function chargePages(mode: AccountMode, task: Task, mm: Mm, user: UserStruct, npages: number, inc: boolean): void {
+export function chargePages(
+  mode: AccountMode,
+  task: Task,
+  mm: Mm,
+  user: UserStruct,
+  npages: number,
+  inc: boolean,
+): void {
   if (mode === IOPT_PAGES_ACCOUNT_USER) {
     if (inc) incUserLockedVm(user, npages, task.memlockLimitPages);
     else decUserLockedVm(user, npages);

@@ -22,16 +22,13 @@ import {
   vfio_iommu_type1_dma_map,
   vfio_iommu_type1_dma_unmap,
   type VfioBitmap,
-  type VfioIommuType1DmaMap,
-  type VfioIommuType1DmaUnmap,
 } from '../../uapi/vfio.js';
 import type { DmaProt, IommuDomain } from '../../hw/iommu/domain.js';
 import type { IntervalEntry } from '../../hw/iommu/interval-map.js';
 import { PAGE_SIZE, type MemoryObject } from '../../hw/memory.js';
-import { accountLockedVm, pinUserPages } from '../vfs/gup.js';
+import { accountLockedVm, pinnableVma, pinUserPages } from '../vfs/gup.js';
 import { TASK_SIZE } from '../vfs/mm.js';
 import type { Task } from '../vfs/task.js';
-import { copyArgszIn } from './argsz.js';
 import type { VfioIommu } from './type1.js';
 import { accessOk, bitmapAlloc, pgshiftOf, updateUserBitmap, verifyBitmapSize } from './type1-dirty.js';
 
@@ -78,18 +75,34 @@ function domainProt(prot: number): DmaProt {
 
 const MAP_MINSZ = vfio_iommu_type1_dma_map.offsetofend('size');
 const MAP_FLAGS = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR;
+/**
+ * MAP_DMA and UNMAP_DMA run once per mapping change, so their structs are read and written
+ * through the layouts' field offsets directly rather than the generic codec: same bytes, no
+ * per-field dispatch and no intermediate object.
+ */
+const MAP_AT = {
+  argsz: vfio_iommu_type1_dma_map.offsetof('argsz'),
+  flags: vfio_iommu_type1_dma_map.offsetof('flags'),
+  vaddr: vfio_iommu_type1_dma_map.offsetof('vaddr'),
+  iova: vfio_iommu_type1_dma_map.offsetof('iova'),
+  size: vfio_iommu_type1_dma_map.offsetof('size'),
+};
 
-/** vfio_iommu_type1_map_dma(). */
+/** vfio_iommu_type1_map_dma(): copy in minsz bytes (EFAULT), argsz and flags (EINVAL), then map. */
 export function mapDma(iommu: VfioIommu, task: Task, arg: bigint): number {
-  const map = copyArgszIn(task, arg, vfio_iommu_type1_dma_map, MAP_MINSZ);
-  if (map.flags & ~MAP_FLAGS) return fail('EINVAL');
-  doMap(iommu, task, map);
+  const bytes = task.copyFromUser(arg, MAP_MINSZ);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, MAP_MINSZ);
+  const flags = view.getUint32(MAP_AT.flags, true);
+  if (view.getUint32(MAP_AT.argsz, true) < MAP_MINSZ || flags & ~MAP_FLAGS) return fail('EINVAL');
+  const vaddr = view.getBigUint64(MAP_AT.vaddr, true);
+  const iova = view.getBigUint64(MAP_AT.iova, true);
+  const size = view.getBigUint64(MAP_AT.size, true);
+  doMap(iommu, task, flags, vaddr, iova, size);
   return 0;
 }
 
 /** vfio_dma_do_map(): every check of semantics.md §5.2 in the kernel's order. */
-function doMap(iommu: VfioIommu, task: Task, map: VfioIommuType1DmaMap): void {
-  const { iova, size, vaddr, flags } = map;
+function doMap(iommu: VfioIommu, task: Task, flags: number, vaddr: bigint, iova: bigint, size: bigint): void {
   // The u64 fields always fit dma_addr_t, size_t and unsigned long on x86-64: the first
   // EOVERFLOW check of the kernel ("field does not fit") never fires.
   if (size === 0n) return fail('EINVAL');
@@ -122,7 +135,14 @@ function doMap(iommu: VfioIommu, task: Task, map: VfioIommuType1DmaMap): void {
  * the new vaddr only matters for later pinning (the user is expected to map the same memory
  * there, e.g. a memfd across exec).
  */
-function updateVaddr(iommu: VfioIommu, task: Task, dma: VfioDma | undefined, iova: bigint, size: bigint, vaddr: bigint): void {
+function updateVaddr(
+  iommu: VfioIommu,
+  task: Task,
+  dma: VfioDma | undefined,
+  iova: bigint,
+  size: bigint,
+  vaddr: bigint,
+): void {
   if (!dma) return fail('ENOENT');
   if (!dma.vaddrInvalid || dma.iova !== iova || dma.size !== size) return fail('EINVAL');
   changeDmaOwner(dma, task);
@@ -156,6 +176,34 @@ interface PinnedPiece {
  */
 function pinMapDma(iommu: VfioIommu, task: Task, dma: VfioDma): void {
   const { vaddr, size } = dma;
+  const write = (dma.prot & VFIO_DMA_MAP_FLAG_WRITE) !== 0;
+  const prot = domainProt(dma.prot);
+  if (vaddr + size <= TASK_SIZE_BIG) {
+    // Fast path: one VMA covers the whole range.
+    const addr = Number(vaddr);
+    const length = Number(size);
+    const vma = pinnableVma(task.mm, addr, length, write);
+    if (vma) {
+      const pfnmap = vma.object.kind === 'mmio';
+      const charge = pfnmap ? 0 : length / PAGE_SIZE;
+      if (charge) accountLockedVm(task.mm, charge, task, dma.lockCap);
+      dma.lockedVm = charge;
+      const target = { object: vma.object, offset: vma.offset + (addr - vma.start) };
+      for (const vd of iommu.domains) vd.domain.map(dma.iova, size, target, prot);
+      dma.iommuMapped = true;
+      return;
+    }
+  }
+  const pieces = pinPieces(task, dma);
+  for (const vd of iommu.domains) {
+    for (const piece of pieces) vd.domain.map(piece.iova, piece.length, piece, prot);
+  }
+  dma.iommuMapped = true;
+}
+
+/** The general pin: VMA by VMA, charging as it goes; returns the pieces to map. */
+function pinPieces(task: Task, dma: VfioDma): PinnedPiece[] {
+  const { vaddr, size } = dma;
   // GUP walks page by page: what lies below the end of user space is pinned (and may hit the
   // rlimit first), the first page beyond it faults.
   const reach = vaddr + size > TASK_SIZE_BIG ? TASK_SIZE_BIG - vaddr : size;
@@ -166,24 +214,26 @@ function pinMapDma(iommu: VfioIommu, task: Task, dma: VfioDma): void {
   const pieces: PinnedPiece[] = [];
   let charge = 0;
   let iova = dma.iova;
-  pinUserPages(mm, Number(vaddr), Number(reach), (dma.prot & VFIO_DMA_MAP_FLAG_WRITE) !== 0, (object, offset, length, pfnmap) => {
-    if (!pfnmap) {
-      const pages = length / PAGE_SIZE;
-      if (!lockCap && mm.lockedVm + charge + pages > limit) fail('ENOMEM');
-      charge += pages;
-    }
-    const len = BigInt(length);
-    pieces.push({ iova, length: len, object, offset });
-    iova += len;
-  });
+  pinUserPages(
+    mm,
+    Number(vaddr),
+    Number(reach),
+    (dma.prot & VFIO_DMA_MAP_FLAG_WRITE) !== 0,
+    (object, offset, length, pfnmap) => {
+      if (!pfnmap) {
+        const pages = length / PAGE_SIZE;
+        if (!lockCap && mm.lockedVm + charge + pages > limit) fail('ENOMEM');
+        charge += pages;
+      }
+      const len = BigInt(length);
+      pieces.push({ iova, length: len, object, offset });
+      iova += len;
+    },
+  );
   if (reach !== size) return fail('EFAULT');
   accountLockedVm(mm, charge, task, lockCap);
   dma.lockedVm = charge;
-  const prot = domainProt(dma.prot);
-  for (const vd of iommu.domains) {
-    for (const piece of pieces) vd.domain.map(piece.iova, piece.length, piece, prot);
-  }
-  dma.iommuMapped = true;
+  return pieces;
 }
 
 /** vfio_remove_dma(): unmaps from every domain, unpins and uncharges, frees the slot. */
@@ -219,27 +269,46 @@ const UNMAP_FLAGS = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_V
 /** With GET_DIRTY_BITMAP a struct vfio_bitmap follows the minimal struct (data[]). */
 const UNMAP_BITMAP_MINSZ = UNMAP_MINSZ + vfio_bitmap.size;
 
+const UNMAP_AT = {
+  argsz: vfio_iommu_type1_dma_unmap.offsetof('argsz'),
+  flags: vfio_iommu_type1_dma_unmap.offsetof('flags'),
+  iova: vfio_iommu_type1_dma_unmap.offsetof('iova'),
+  size: vfio_iommu_type1_dma_unmap.offsetof('size'),
+};
+
 /** vfio_iommu_type1_unmap_dma(): the struct comes back with `size` = bytes unmapped; nothing on error. */
 export function unmapDma(iommu: VfioIommu, task: Task, arg: bigint): number {
-  const unmap = copyArgszIn(task, arg, vfio_iommu_type1_dma_unmap, UNMAP_MINSZ);
-  const flags = unmap.flags;
-  if (flags & ~UNMAP_FLAGS) return fail('EINVAL');
+  const bytes = task.copyFromUser(arg, UNMAP_MINSZ);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, UNMAP_MINSZ);
+  const argsz = view.getUint32(UNMAP_AT.argsz, true);
+  const flags = view.getUint32(UNMAP_AT.flags, true);
+  if (argsz < UNMAP_MINSZ || flags & ~UNMAP_FLAGS) return fail('EINVAL');
+  const iova = view.getBigUint64(UNMAP_AT.iova, true);
+  const size = view.getBigUint64(UNMAP_AT.size, true);
   let bitmap: VfioBitmap | null = null;
   if (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) {
     if (flags & (VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) return fail('EINVAL');
-    if (unmap.argsz < UNMAP_BITMAP_MINSZ) return fail('EINVAL');
+    if (argsz < UNMAP_BITMAP_MINSZ) return fail('EINVAL');
     bitmap = vfio_bitmap.decode(task.copyFromUser(arg + BigInt(UNMAP_MINSZ), vfio_bitmap.size));
     if (!accessOk(bitmap.data, bitmap.size)) return fail('EINVAL');
-    verifyBitmapSize(unmap.size >> pgshiftOf(bitmap.pgsize), bitmap.size);
+    verifyBitmapSize(size >> pgshiftOf(bitmap.pgsize), bitmap.size);
   }
-  unmap.size = doUnmap(iommu, task, unmap, bitmap);
-  task.copyToUser(arg, vfio_iommu_type1_dma_unmap.encode(unmap));
+  const unmapped = doUnmap(iommu, task, flags, iova, size, bitmap);
+  // copy_to_user(arg, &unmap, minsz): the struct as read, with size replaced.
+  view.setBigUint64(UNMAP_AT.size, unmapped, true);
+  task.copyToUser(arg, bytes);
   return 0;
 }
 
 /** vfio_dma_do_unmap(): returns the bytes unmapped (or invalidated, for VADDR). */
-function doUnmap(iommu: VfioIommu, task: Task, unmap: VfioIommuType1DmaUnmap, bitmap: VfioBitmap | null): bigint {
-  const { iova, size, flags } = unmap;
+function doUnmap(
+  iommu: VfioIommu,
+  task: Task,
+  flags: number,
+  iova: bigint,
+  size: bigint,
+  bitmap: VfioBitmap | null,
+): bigint {
   const all = (flags & VFIO_DMA_UNMAP_FLAG_ALL) !== 0;
   // VADDR while an emulated (mdev) group is attached would be EBUSY; no such groups exist here.
   if (iova & iommu.pgmask) return fail('EINVAL');

@@ -49,7 +49,7 @@ import type { VfioIommuBackend, VfioIommuDriver } from './container.js';
 import { dirtyPages, DIRTY_BITMAP_SIZE_MAX } from './type1-dirty.js';
 import { mapDma, removeDma, replayMappings, unmapDma, type VfioDma } from './type1-dma.js';
 
-/** Module parameters of vfio_iommu_type1 (read when a container opens its backend). */
+/** Module parameters of vfio_iommu_type1 (live: read when a backend opens, or at each attach). */
 export interface Type1Params {
   /** dma_entry_limit: mappings per container (default U16_MAX). */
   dmaEntryLimit: number;
@@ -270,7 +270,11 @@ export class VfioIommu implements VfioIommuBackend {
     for (const resv of hw.reservedRegions) {
       if (this.dmaList.firstOverlapping(resv.start, resv.last)) return fail('EINVAL');
     }
-    const copy = apertureResize(list.map((r) => ({ ...r })), start, last);
+    const copy = apertureResize(
+      list.map((r) => ({ ...r })),
+      start,
+      last,
+    );
     return excludeReserved(copy, hw.reservedRegions);
   }
 
@@ -288,7 +292,10 @@ export class VfioIommu implements VfioIommuBackend {
     }
     const list = apertureResize([], start, last);
     try {
-      return excludeReserved(list, this.domains.flatMap((vd) => vd.hw.reservedRegions));
+      return excludeReserved(
+        list,
+        this.domains.flatMap((vd) => vd.hw.reservedRegions),
+      );
     } catch {
       return this.iovaList;
     }

@@ -40,6 +40,12 @@ export interface VfioDeviceOps {
   deviceFeature(device: VfioDevice, task: Task, flags: number, data: bigint, dataLength: number): number;
   /** GET_DEVICE_FD name matching; throws for a malformed option string. */
   match(device: VfioDevice, buf: string): boolean;
+  /**
+   * BIND_IOMMUFD's VF token check (match_token_uuid): `uuid` is the 16-byte token, or null
+   * without VFIO_DEVICE_BIND_FLAG_TOKEN; throws EACCES/EINVAL. Optional: a driver without it
+   * refuses the token flag (EINVAL).
+   */
+  matchTokenUuid?(device: VfioDevice, uuid: Uint8Array | null): void;
 }
 
 export class VfioDevice {

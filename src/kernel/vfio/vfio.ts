@@ -21,8 +21,9 @@ export const VFIO_CONTAINER_PATH = '/dev/vfio/vfio';
 
 export class Vfio {
   /**
-   * vfio_iommu_type1's module parameters; changes apply to backends opened afterwards, as a
-   * write to /sys/module/vfio_iommu_type1/parameters/* would.
+   * vfio_iommu_type1's module parameters, as /sys/module/vfio_iommu_type1/parameters/* would
+   * set them: dma_entry_limit applies to backends opened afterwards, allow_unsafe_interrupts to
+   * every later group attach.
    */
   readonly type1Params: Type1Params = { ...DEFAULT_TYPE1_PARAMS };
   /** vfio.iommu_drivers_list: the backends SET_IOMMU may pick, in the order they are tried. */

@@ -45,6 +45,16 @@ export class EventFd extends File {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * eventfd_ctx_do_read(): a kernel consumer (virqfd) takes the count as a read would, without
+   * waking anyone. Returns what was taken (0 when the count was 0).
+   */
+  doRead(): bigint {
+    const value = this.semaphore && this.count > 0n ? 1n : this.count;
+    this.count -= value;
+    return value;
+  }
+
   override readable(): boolean {
     return this.count > 0n;
   }

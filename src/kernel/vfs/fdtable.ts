@@ -13,6 +13,11 @@ export class FdTable {
 
   constructor(private readonly limit = NR_OPEN_DEFAULT) {}
 
+  /** Installs the three standard streams, so the first file a program opens is fd 3. */
+  installStdio(open: () => File): void {
+    for (let fd = 0; fd < 3; fd++) this.install(open());
+  }
+
   get size(): number {
     return this.openCount;
   }

@@ -16,7 +16,7 @@
 import { fail } from '../../uapi/errno.js';
 import { PAGE_SIZE, type MemoryObject } from '../../hw/memory.js';
 import type { UserStruct } from './cred.js';
-import { PROT_READ, PROT_WRITE, TASK_SIZE, type Mm } from './mm.js';
+import { PROT_READ, PROT_WRITE, TASK_SIZE, type Mm, type Vma } from './mm.js';
 import type { Task } from './task.js';
 
 /**
@@ -35,7 +35,8 @@ export type PinVisitor = (object: MemoryObject, offset: number, length: number, 
  */
 export function pinUserPages(mm: Mm, addr: number, length: number, write: boolean, visit: PinVisitor): void {
   if (!(addr >= 0 && length >= 0 && addr + length <= TASK_SIZE)) return fail('EFAULT');
-  if (addr % PAGE_SIZE || length % PAGE_SIZE) throw new RangeError(`pinUserPages: unaligned range 0x${addr.toString(16)}+0x${length.toString(16)}`);
+  if (addr % PAGE_SIZE || length % PAGE_SIZE)
+    throw new RangeError(`pinUserPages: unaligned range 0x${addr.toString(16)}+0x${length.toString(16)}`);
   const need = write ? PROT_WRITE : PROT_READ;
   const end = addr + length;
   let at = addr;
@@ -53,6 +54,19 @@ export function pinUserPages(mm: Mm, addr: number, length: number, write: boolea
     visit(vma.object, offset, n, vma.object.kind === 'mmio', at);
     at += n;
   }
+}
+
+/**
+ * The common case of a pin, without a walk: the whole range lies inside one VMA that allows the
+ * access, within the object behind it. Returns that VMA, or undefined when the range needs the
+ * general walk of `pinUserPages` (which also finds the right error).
+ */
+export function pinnableVma(mm: Mm, addr: number, length: number, write: boolean): Vma | undefined {
+  const vma = mm.find(addr);
+  if (!vma || addr + length > vma.end) return undefined;
+  if (!(vma.prot & (write ? PROT_WRITE : PROT_READ))) return undefined;
+  if (vma.offset + (addr - vma.start) + length > vma.object.size) return undefined;
+  return vma;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { fail } from '../../uapi/errno.js';
 import { PAGE_SIZE, RamObject, type MemoryObject } from '../../hw/memory.js';
+import type { File } from './file.js';
 
 export const TASK_SIZE = 0x7ffffffff000;
 /** Where top-down placement of new mappings starts (mmap_base). */
@@ -28,6 +29,8 @@ export interface Vma {
   object: MemoryObject;
   /** Offset into `object` of `start`. */
   offset: number;
+  /** The mapped file: each VMA holds a reference, so the file outlives its fd (vm_file). */
+  file: File | null;
 }
 
 /** One piece of a user range resolved to the memory object behind it. */
@@ -73,7 +76,15 @@ export class Mm {
    * Maps `length` bytes of `object` from `offset`. `addr` is a hint, or the exact place with
    * MAP_FIXED (replacing what was there). Returns the address.
    */
-  map(addr: number, length: number, prot: number, flags: number, object: MemoryObject, offset: number): number {
+  map(
+    addr: number,
+    length: number,
+    prot: number,
+    flags: number,
+    object: MemoryObject,
+    offset: number,
+    file: File | null = null,
+  ): number {
     const len = pageAlignUp(length);
     let start: number;
     if (flags & MAP_FIXED) {
@@ -83,7 +94,7 @@ export class Mm {
     } else {
       start = this.findGap(len);
     }
-    const vma: Vma = { start, end: start + len, prot, flags, object, offset };
+    const vma: Vma = { start, end: start + len, prot, flags, object, offset, file: file?.get() ?? null };
     this.vmas.splice(this.indexAtOrAfter(start), 0, vma);
     return start;
   }
@@ -97,16 +108,23 @@ export class Mm {
         kept.push(vma);
         continue;
       }
-      if (vma.start < addr) kept.push({ ...vma, end: addr });
-      if (vma.end > end) kept.push({ ...vma, start: end, offset: vma.offset + (end - vma.start) });
+      const head = vma.start < addr;
+      const tail = vma.end > end;
+      if (head) kept.push({ ...vma, end: addr });
+      if (tail) kept.push({ ...vma, start: end, offset: vma.offset + (end - vma.start) });
+      // Each remaining piece holds its own reference on the file.
+      if (head && tail) vma.file?.get();
+      else if (!head && !tail) vma.file?.put();
     }
     this.vmas = kept;
     this.lastHit = undefined;
   }
 
   unmapAll(): void {
+    const vmas = this.vmas;
     this.vmas = [];
     this.lastHit = undefined;
+    for (const vma of vmas) vma.file?.put();
   }
 
   /**

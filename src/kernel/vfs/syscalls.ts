@@ -95,7 +95,7 @@ export function sysMmap(
   }
   const file = task.files.get(fd);
   const mapping = file.mmap(task, { length: len, prot, flags, offset });
-  return BigInt(task.mm.map(hint, len, prot, flags, mapping.object, mapping.offset));
+  return BigInt(task.mm.map(hint, len, prot, flags, mapping.object, mapping.offset, file));
 }
 
 export function sysMunmap(task: Task, addr: bigint, length: bigint): void {

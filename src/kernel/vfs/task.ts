@@ -6,6 +6,7 @@ import { fail } from '../../uapi/errno.js';
 import type { Cred, UserStruct } from './cred.js';
 import { FdTable } from './fdtable.js';
 import { Mm, TASK_SIZE } from './mm.js';
+import { NullFile } from './null.js';
 import type { Kernel } from '../kernel.js';
 
 export const RLIM_INFINITY = 0xffffffffffffffffn;
@@ -22,7 +23,9 @@ export class Task {
     readonly user: UserStruct,
     /** RLIMIT_MEMLOCK in bytes. */
     readonly rlimitMemlock: bigint,
-  ) {}
+  ) {
+    this.files.installStdio(() => new NullFile());
+  }
 
   capable(cap: string): boolean {
     return this.cred.caps.has(cap);

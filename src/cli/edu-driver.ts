@@ -1,0 +1,123 @@
+/**
+ * A userspace driver for QEMU's edu device (shared/reference/edu.md), programming it through
+ * its BAR0 mapped into the process (mmap of the VFIO device fd), as a VFIO user driver does.
+ * Register accesses use the widths the device honours: 4 bytes below 0x80, 8 for the DMA block.
+ */
+import type { Process } from '../sys/process.js';
+
+/** BAR0 register offsets (edu.md "MMIO registers"). */
+export const EDU = Object.freeze({
+  ID: 0x00,
+  LIVENESS: 0x04,
+  FACTORIAL: 0x08,
+  STATUS: 0x20,
+  IRQ_STATUS: 0x24,
+  IRQ_RAISE: 0x60,
+  IRQ_ACK: 0x64,
+  DMA_SRC: 0x80,
+  DMA_DST: 0x88,
+  DMA_COUNT: 0x90,
+  DMA_CMD: 0x98,
+});
+
+export const EDU_ID_VALUE = 0x010000ed;
+export const EDU_DMA_CMD_START = 0x1;
+/** Direction bit: set = device buffer to RAM. */
+export const EDU_DMA_CMD_TO_RAM = 0x2;
+export const EDU_DMA_CMD_IRQ = 0x4;
+/** The interrupt-status bit a DMA completion with EDU_DMA_CMD_IRQ raises. */
+export const EDU_IRQ_DMA = 0x100;
+/** The device's own 4 KiB DMA buffer, in the device's address space. */
+export const EDU_DMA_BUFFER = 0x40000n;
+export const EDU_DMA_BUFFER_SIZE = 4096;
+export const EDU_VENDOR_ID = 0x1234;
+export const EDU_DEVICE_ID = 0x11e8;
+
+/** Polls of DMA_CMD before giving up; the contract makes work visible at the next access. */
+const DMA_POLL_LIMIT = 1000;
+
+/** Register block size: the addresses of all registers are computed once. */
+const REGISTER_SPAN = 0x100;
+
+export class EduDriver {
+  private readonly b4 = new Uint8Array(4);
+  private readonly b8 = new Uint8Array(8);
+  private readonly v4 = new DataView(this.b4.buffer);
+  private readonly v8 = new DataView(this.b8.buffer);
+  private readonly addresses: bigint[] = [];
+
+  /** `bar0` is the address where BAR0 is mapped in `proc`. */
+  constructor(
+    readonly proc: Process,
+    readonly bar0: bigint,
+  ) {
+    for (let offset = 0; offset < REGISTER_SPAN; offset += 4) this.addresses.push(bar0 + BigInt(offset));
+  }
+
+  private at(offset: number): bigint {
+    return this.addresses[offset >>> 2] ?? this.bar0 + BigInt(offset);
+  }
+
+  read32(offset: number): number {
+    this.b4.set(this.proc.memory.read(this.at(offset), 4));
+    return this.v4.getUint32(0, true);
+  }
+
+  write32(offset: number, value: number): void {
+    this.v4.setUint32(0, value >>> 0, true);
+    this.proc.memory.write(this.at(offset), this.b4);
+  }
+
+  read64(offset: number): bigint {
+    this.b8.set(this.proc.memory.read(this.at(offset), 8));
+    return this.v8.getBigUint64(0, true);
+  }
+
+  write64(offset: number, value: bigint): void {
+    this.v8.setBigUint64(0, value, true);
+    this.proc.memory.write(this.at(offset), this.b8);
+  }
+
+  id(): number {
+    return this.read32(EDU.ID);
+  }
+
+  /** Writes `value` to the liveness register and returns what it reads back (its complement). */
+  liveness(value: number): number {
+    this.write32(EDU.LIVENESS, value);
+    return this.read32(EDU.LIVENESS);
+  }
+
+  /**
+   * Starts a transfer of `count` bytes and waits for it. `toRam` false: RAM (`ramIova`) to the
+   * device buffer at `deviceAddr`; true: the other way. Returns the polls it took.
+   */
+  dma(ramIova: bigint, deviceAddr: bigint, count: number, toRam: boolean, irq = false): number {
+    this.write64(EDU.DMA_SRC, toRam ? deviceAddr : ramIova);
+    this.write64(EDU.DMA_DST, toRam ? ramIova : deviceAddr);
+    this.write64(EDU.DMA_COUNT, BigInt(count));
+    const cmd = EDU_DMA_CMD_START | (toRam ? EDU_DMA_CMD_TO_RAM : 0) | (irq ? EDU_DMA_CMD_IRQ : 0);
+    this.write64(EDU.DMA_CMD, BigInt(cmd));
+    return this.waitDma();
+  }
+
+  /** Polls DMA_CMD (its low dword holds the start bit) until the start bit clears. */
+  waitDma(): number {
+    for (let polls = 1; polls <= DMA_POLL_LIMIT; polls++) {
+      if (!(this.read32(EDU.DMA_CMD) & EDU_DMA_CMD_START)) return polls;
+    }
+    throw new Error(`edu DMA still running after ${DMA_POLL_LIMIT} polls`);
+  }
+
+  irqStatus(): number {
+    return this.read32(EDU.IRQ_STATUS);
+  }
+
+  raiseIrq(bits: number): void {
+    this.write32(EDU.IRQ_RAISE, bits);
+  }
+
+  ackIrq(bits: number): void {
+    this.write32(EDU.IRQ_ACK, bits);
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * /dev/null: what a spawned process has on fds 0-2 (the emulation has no terminal).
+ */
+import { File } from './file.js';
+import type { Task } from './task.js';
+
+export class NullFile extends File {
+  readonly path = '/dev/null';
+
+  override read(_task: Task, _length: number): Uint8Array {
+    return new Uint8Array(0);
+  }
+
+  override write(_task: Task, data: Uint8Array): number {
+    return data.length;
+  }
+}
