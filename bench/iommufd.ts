@@ -7,7 +7,6 @@
  */
 import { Host } from '../src/host.js';
 import type { Process } from '../src/sys/process.js';
-import { registerIommufd } from '../src/kernel/iommufd/main.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/kernel/vfs/mm.js';
 import * as f from '../src/uapi/iommufd.js';
 import * as v from '../src/uapi/vfio.js';
@@ -52,7 +51,6 @@ function call<T extends object>(
 
 function openSession(attach: 'ioas' | 'dirty-hwpt'): Session & { hwpt: number } {
   const host = Host.create();
-  if (!host.kernel.nodePaths().includes('/dev/iommu')) registerIommufd(host.kernel);
   const proc = host.spawn();
   const dev = host.devices().find((d) => d.cdev !== null)!;
   const iommufd = proc.open('/dev/iommu');

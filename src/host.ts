@@ -8,6 +8,7 @@ import { IommuGroup } from './kernel/iommu/group.js';
 import { PciBus, PciDev } from './kernel/pci.js';
 import { CAPABILITIES } from './kernel/vfs/cred.js';
 import { RLIM_INFINITY } from './kernel/vfs/task.js';
+import { registerIommufd, registerIommufdVfioContainer } from './kernel/iommufd/main.js';
 import { Vfio } from './kernel/vfio/vfio.js';
 import { vfioPciOps } from './kernel/vfio/pci/vfio-pci-core.js';
 import { Process } from './sys/process.js';
@@ -85,7 +86,10 @@ export class Host {
       if (group.devices.some((d) => d.driver === 'vfio-pci')) this.vfio.registerGroup(group);
     }
     for (const pdev of this.pciDevs) if (pdev.driver === 'vfio-pci') this.vfio.registerDevice(pdev, vfioPciOps);
+    registerIommufd(this.kernel);
+    // /dev/vfio/vfio is either the type1 container or iommufd in VFIO compat mode.
     if (topology.vfioContainer === 'legacy') this.vfio.registerContainerNode();
+    else registerIommufdVfioContainer(this.kernel);
     this.registerSysfs(groups);
   }
 

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { Host } from '../../src/host.js';
 import type { Topology } from '../../src/topology.js';
 import type { Process } from '../../src/sys/process.js';
-import { registerIommufd, registerIommufdVfioContainer } from '../../src/kernel/iommufd/main.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../src/kernel/vfs/mm.js';
 import type { EncodeValue, Struct } from '../../src/uapi/layout.js';
 import {
@@ -47,14 +46,8 @@ export const TOPOLOGY: Topology = {
   ],
 };
 
-/** Makes sure the iommufd nodes exist, whether or not the host registered them already. */
 export function createHost(topology: Topology = TOPOLOGY): Host {
-  const host = Host.create(topology);
-  const nodes = host.kernel.nodePaths();
-  if (!nodes.includes('/dev/iommu')) registerIommufd(host.kernel);
-  if (topology.vfioContainer === 'iommufd' && !nodes.includes('/dev/vfio/vfio'))
-    registerIommufdVfioContainer(host.kernel);
-  return host;
+  return Host.create(topology);
 }
 
 export interface MapArgs {
