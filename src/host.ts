@@ -129,7 +129,8 @@ export class Host {
     for (const task of this.kernel.tasks) {
       openFiles += task.files.size;
     }
-    for (const task of [...this.kernel.tasks, ...this.kernel.zombies]) lockedPages += task.mm.lockedVm + task.mm.pinnedVm;
+    for (const task of [...this.kernel.tasks, ...this.kernel.zombies])
+      lockedPages += task.mm.lockedVm + task.mm.pinnedVm;
     for (const user of this.kernel.allUsers()) lockedPages += user.lockedVm;
     const iommu = this.machine.iommu.snapshot();
     return {
@@ -158,7 +159,9 @@ export class Host {
     }
     for (const pdev of this.pciDevs) {
       const base = `/sys/bus/pci/devices/${pdev.bdf}`;
-      sysfs.dir(base, () => ['config', 'driver', 'iommu_group', 'resource', 'vfio-dev'].filter((e) => this.sysfsEntryPresent(pdev, e)));
+      sysfs.dir(base, () =>
+        ['config', 'driver', 'iommu_group', 'resource', 'vfio-dev'].filter((e) => this.sysfsEntryPresent(pdev, e)),
+      );
       sysfs.link(`${base}/iommu_group`, () => `../../../../kernel/iommu_groups/${pdev.group.id}`);
       sysfs.link(`${base}/driver`, () => (pdev.driver ? `../../../../bus/pci/drivers/${pdev.driver}` : undefined));
       sysfs.dir(`${base}/vfio-dev`, () => {

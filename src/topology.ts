@@ -92,8 +92,13 @@ export function normalizeTopology(topology: Topology = DEFAULT_TOPOLOGY): Normal
       throw new RangeError(`bad iommuGroup ${String(group)} for ${bdf}`);
     }
     const driver = d.driver === undefined ? 'vfio-pci' : d.driver;
-    if (driver !== 'vfio-pci' && driver !== 'host' && driver !== null) throw new RangeError(`bad driver ${String(driver)}`);
+    if (driver !== 'vfio-pci' && driver !== 'host' && driver !== null)
+      throw new RangeError(`bad driver ${String(driver)}`);
     return { bdf, model: String(d.model), iommuGroup: group, driver, options: { ...(d.options ?? {}) } };
   });
-  return { vfioContainer: container, iommu: { model, addressWidth, pageSizes, dirtyTracking: iommu.dirtyTracking ?? true }, devices };
+  return {
+    vfioContainer: container,
+    iommu: { model, addressWidth, pageSizes, dirtyTracking: iommu.dirtyTracking ?? true },
+    devices,
+  };
 }

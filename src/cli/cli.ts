@@ -7,7 +7,6 @@ import { parseArgs } from 'node:util';
 import type { Topology } from '../topology.js';
 import { SyscallError } from '../uapi/errno.js';
 import { runDemo } from './demo.js';
-import { NotAvailableError } from './demo-paths.js';
 import { runLs } from './ls.js';
 
 export interface CliIo {
@@ -71,10 +70,6 @@ export function runCli(argv: readonly string[], io: CliIo): number {
         return 2;
     }
   } catch (err) {
-    if (err instanceof NotAvailableError) {
-      io.err(`vfio-ts: ${err.message}`);
-      return 3;
-    }
     if (err instanceof SyscallError || err instanceof TopologyError) {
       io.err(`vfio-ts: ${err.message}`);
       return 1;

@@ -5,7 +5,6 @@
 import type { HostDevice } from '../host.js';
 import type { Process } from '../sys/process.js';
 import { O_RDWR } from '../kernel/vfs/syscalls.js';
-import { SyscallError } from '../uapi/errno.js';
 import { decodeArray } from '../uapi/layout.js';
 import * as u from '../uapi/iommufd.js';
 import * as v from '../uapi/vfio.js';
@@ -25,9 +24,6 @@ export interface OpenPath {
   readonly dma: DmaSpace;
   close(): void;
 }
-
-/** Thrown when the iommufd path is asked for on a build without /dev/iommu. */
-export class NotAvailableError extends Error {}
 
 type Say = (text: string) => void;
 
@@ -105,15 +101,7 @@ export function iovaRanges(info: Uint8Array, capAt: number): [bigint, bigint][] 
 }
 
 export function openIommufdPath(proc: Process, io: IoctlCaller, dev: HostDevice, say: Say): OpenPath {
-  let iommufd: number;
-  try {
-    iommufd = proc.open('/dev/iommu', O_RDWR);
-  } catch (err) {
-    if (err instanceof SyscallError && err.code === 'ENOENT') {
-      throw new NotAvailableError('iommufd (/dev/iommu) is not available yet in this build of vfio-ts');
-    }
-    throw err;
-  }
+  const iommufd = proc.open('/dev/iommu', O_RDWR);
   say(`opened /dev/iommu: a new iommufd context (fd ${iommufd})`);
   const cdevName = proc.readdir(`/sys/bus/pci/devices/${dev.bdf}/vfio-dev`)[0];
   const cdev = proc.open(`/dev/vfio/devices/${cdevName}`, O_RDWR);

@@ -45,6 +45,9 @@ export class EduDriver {
   private readonly v4 = new DataView(this.b4.buffer);
   private readonly v8 = new DataView(this.b8.buffer);
   private readonly addresses: bigint[] = [];
+  /** The DMA register block (src, dst, count, cmd), written with one 32-byte store. */
+  private readonly dmaBlock = new DataView(new ArrayBuffer(32));
+  private readonly dmaBlockBytes = new Uint8Array(this.dmaBlock.buffer);
 
   /** `bar0` is the address where BAR0 is mapped in `proc`. */
   constructor(
@@ -93,11 +96,14 @@ export class EduDriver {
    * device buffer at `deviceAddr`; true: the other way. Returns the polls it took.
    */
   dma(ramIova: bigint, deviceAddr: bigint, count: number, toRam: boolean, irq = false): number {
-    this.write64(EDU.DMA_SRC, toRam ? deviceAddr : ramIova);
-    this.write64(EDU.DMA_DST, toRam ? ramIova : deviceAddr);
-    this.write64(EDU.DMA_COUNT, BigInt(count));
-    const cmd = EDU_DMA_CMD_START | (toRam ? EDU_DMA_CMD_TO_RAM : 0) | (irq ? EDU_DMA_CMD_IRQ : 0);
-    this.write64(EDU.DMA_CMD, BigInt(cmd));
+    // The four registers are contiguous: one copy to the BAR reaches them as four 8-byte
+    // stores in address order, so DMA_CMD (the one that starts the engine) is written last.
+    const block = this.dmaBlock;
+    block.setBigUint64(0, toRam ? deviceAddr : ramIova, true);
+    block.setBigUint64(8, toRam ? ramIova : deviceAddr, true);
+    block.setUint32(16, count, true);
+    block.setUint32(24, EDU_DMA_CMD_START | (toRam ? EDU_DMA_CMD_TO_RAM : 0) | (irq ? EDU_DMA_CMD_IRQ : 0), true);
+    this.proc.memory.write(this.at(EDU.DMA_SRC), this.dmaBlockBytes);
     return this.waitDma();
   }
 

@@ -36,9 +36,7 @@ export const Errno = {
 
 export type ErrnoCode = keyof typeof Errno;
 
-const codeByNumber = new Map<number, ErrnoCode>(
-  Object.entries(Errno).map(([code, n]) => [n, code as ErrnoCode]),
-);
+const codeByNumber = new Map<number, ErrnoCode>(Object.entries(Errno).map(([code, n]) => [n, code as ErrnoCode]));
 
 const messages: Partial<Record<ErrnoCode, string>> = {
   EPERM: 'Operation not permitted',

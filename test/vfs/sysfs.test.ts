@@ -46,7 +46,13 @@ test('sysfs view: iommu_group and driver links, group listings, vfio-dev', () =>
 test('topology validation', () => {
   assert.throws(() => Host.create({ devices: [{ bdf: 'zz', model: 'edu' }] }), RangeError);
   assert.throws(
-    () => Host.create({ devices: [{ bdf: '0000:00:03.0', model: 'edu' }, { bdf: '0000:00:03.0', model: 'edu' }] }),
+    () =>
+      Host.create({
+        devices: [
+          { bdf: '0000:00:03.0', model: 'edu' },
+          { bdf: '0000:00:03.0', model: 'edu' },
+        ],
+      }),
     RangeError,
   );
   assert.throws(() => Host.create({ devices: [{ bdf: '0000:00:03.0', model: 'nope' }] }));
