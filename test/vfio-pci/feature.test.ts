@@ -118,3 +118,28 @@ test('PCI_VF_TOKEN and unknown features are ENOTTY', () => {
   }
   exitAndCheck(env);
 });
+
+test('every device ioctl resumes the device first, core features and failing calls included', () => {
+  const { env, device, feature } = setup();
+  const wake = env.proc.eventfd();
+  const MIGRATION = 1;
+  const calls: Array<[string, () => unknown]> = [
+    ['MIGRATION (ENOTTY, handled by the core)', () => feature(PROBE | GET | MIGRATION)],
+    ['argsz < 8 (EINVAL)', () => env.proc.ioctl(device, VFIO_DEVICE_FEATURE, env.put(vfio_device_feature, { argsz: 4, flags: GET }))],
+    ['unknown ioctl (ENOTTY)', () => env.proc.ioctl(device, 0x3b99, 0)],
+  ];
+  for (const [what, call] of calls) {
+    assert.equal(feature(SET | ENTRY_WAKEUP, s32s([wake, 0])), 0, what);
+    assert.throws(call);
+    // vfio_device_pm_runtime_get() ran: the wake-up eventfd fired and low power ended.
+    assert.equal(env.drain(wake), 1n, what);
+    assert.equal(feature(SET | ENTRY), 0, `${what}: no longer engaged`);
+    assert.equal(feature(SET | EXIT), 0);
+  }
+  // Region accesses refused before the device is touched (count 0, no such region) do not.
+  assert.equal(feature(SET | ENTRY_WAKEUP, s32s([wake, 0])), 0);
+  assert.equal(env.proc.pread(device, 0, region(BAR0)).length, 0);
+  assert.throws(() => env.proc.pread(device, 4, region(9)), { code: 'EINVAL' });
+  assert.equal(env.drain(wake), 0n);
+  exitAndCheck(env);
+});

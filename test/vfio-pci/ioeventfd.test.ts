@@ -75,3 +75,25 @@ test(`at most ${VFIO_PCI_IOEVENTFD_MAX} ioeventfds (ENOSPC); all dropped at clos
   env.proc.close(efd);
   exitAndCheck(env);
 });
+
+test('closing the eventfd stops the ioeventfd acting; its entry stays until removed', () => {
+  const { env, device, ioeventfd } = setup();
+  const efd = env.proc.eventfd();
+  const dup = env.proc.dup(efd);
+  const liveness = region(BAR0, EduReg.LIVENESS);
+  ioeventfd({ flags: 4, offset: liveness, data: 0x1111n, fd: efd });
+  env.proc.close(efd);
+  // The file lives on through the dup: still acting.
+  env.proc.write(dup, ONE);
+  assert.equal(env.barRead32(device, EduReg.LIVENESS), ~0x1111 >>> 0);
+  // Its last close (EPOLLHUP) deactivates the virqfd, not the list entry (vfio_pci_ioeventfd).
+  env.proc.close(dup);
+  const again = env.proc.eventfd();
+  assert.throws(() => ioeventfd({ flags: 4, offset: liveness, data: 0x1111n, fd: again }), { code: 'EEXIST' });
+  ioeventfd({ flags: 4, offset: liveness, data: 0x1111n, fd: -1 });
+  ioeventfd({ flags: 4, offset: liveness, data: 0x1111n, fd: again });
+  env.barWrite32(device, EduReg.LIVENESS, 0);
+  env.proc.write(again, ONE);
+  assert.equal(env.barRead32(device, EduReg.LIVENESS), ~0x1111 >>> 0);
+  exitAndCheck(env);
+});

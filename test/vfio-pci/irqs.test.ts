@@ -268,19 +268,27 @@ test('ERR/REQ-style single eventfd (REQ on edu)', () => {
   exitAndCheck(env);
 });
 
-test('eventfds held by the kernel keep a reference until the device closes', () => {
-  const { env, device, raise } = setup();
+test('the kernel holds eventfd counters, not files; closing an unmask eventfd drops its virqfd', () => {
+  const { env, device, raise, ack } = setup();
   const efds = [env.proc.eventfd(), env.proc.eventfd(), env.proc.eventfd()];
   const files = efds.map((fd) => env.proc.task.files.get(fd) as EventFd);
   env.trigger(device, INTX, [efds[0]!]);
   env.setIrqs(device, EVENTFD | UNMASK, INTX, 0, 1, s32s([efds[1]!]));
   env.trigger(device, REQ, [efds[2]!]);
+  // The unmask slot is taken: a second eventfd is EBUSY until the first is removed...
+  const other = env.proc.eventfd();
+  assert.throws(() => env.setIrqs(device, EVENTFD | UNMASK, INTX, 0, 1, s32s([other])), { code: 'EBUSY' });
   for (const fd of efds) env.proc.close(fd);
-  assert.ok(files.every((f) => !f.released));
+  // ...or its file goes away: the last close wakes the virqfd with EPOLLHUP (virqfd_wakeup).
+  assert.ok(files.every((f) => f.released), 'the kernel pins no eventfd file');
+  assert.equal(env.setIrqs(device, EVENTFD | UNMASK, INTX, 0, 1, s32s([other])), 0);
   raise();
-  assert.equal(files[0]!.counter, 1n, 'still signalled after the user closed its fd');
-  env.proc.close(device);
-  assert.ok(files.every((f) => f.released));
+  assert.equal(files[0]!.counter, 1n, 'the trigger is still signalled after the user closed its fd');
+  ack();
+  // The new unmask eventfd works: writing it unmasks, and the next raise signals again.
+  env.proc.write(other, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
+  raise();
+  assert.equal(files[0]!.counter, 2n);
   exitAndCheck(env);
 });
 

@@ -123,7 +123,7 @@ test('a group with a device on a host driver is not viable: status 0, SET_CONTAI
   exitAndCheck(env);
 });
 
-test('SET_CONTAINER is EBUSY while another owner holds the IOMMU group', () => {
+test('SET_CONTAINER is EPERM while another owner holds the IOMMU group', () => {
   const env = Env.create();
   const { proc, host } = env;
   const iommuGroup = host.vfio.group(2)!.iommuGroup;
@@ -132,7 +132,8 @@ test('SET_CONTAINER is EBUSY while another owner holds the IOMMU group', () => {
   const container = proc.open('/dev/vfio/vfio');
   const group = proc.open('/dev/vfio/2');
   assert.equal(status(env, group), 0, 'claimed by someone: not viable');
-  assert.throws(() => proc.ioctl(group, VFIO_GROUP_SET_CONTAINER, env.putS32(container)), { code: 'EBUSY' });
+  // iommu_group_claim_dma_owner(): owner_cnt != 0 is EPERM (EBUSY is for a foreign domain).
+  assert.throws(() => proc.ioctl(group, VFIO_GROUP_SET_CONTAINER, env.putS32(container)), { code: 'EPERM' });
   iommuGroup.releaseDmaOwner(owner);
   assert.equal(proc.ioctl(group, VFIO_GROUP_SET_CONTAINER, env.putS32(container)), 0);
   exitAndCheck(env);
@@ -208,6 +209,26 @@ test('device fds keep the group file: reopening is EBUSY until they are closed',
   assert.equal(host.usage().iommuDomains, 0, 'the group left its container on release');
   const again = proc.open('/dev/vfio/2');
   assert.equal(status(env, again), VFIO_GROUP_FLAGS_VIABLE);
+  exitAndCheck(env);
+});
+
+test('with an iommufd the device fds do not pin the group file: it is released, and reopens', () => {
+  const env = Env.create();
+  const { proc } = env;
+  const iommufd = proc.open('/dev/iommu');
+  const group = proc.open('/dev/vfio/2');
+  proc.ioctl(group, VFIO_GROUP_SET_CONTAINER, env.putS32(iommufd));
+  const device = getDeviceFd(env, group);
+  // Only vfio_group_use_container() takes a group file reference; the iommufd path does not.
+  proc.close(group);
+  const again = proc.open('/dev/vfio/2');
+  // The device is still bound to the iommufd, which owns the IOMMU group's DMA.
+  assert.equal(status(env, again), 0);
+  const container = proc.open('/dev/vfio/vfio');
+  assert.throws(() => proc.ioctl(again, VFIO_GROUP_SET_CONTAINER, env.putS32(container)), { code: 'EPERM' });
+  proc.close(device);
+  assert.equal(status(env, again), VFIO_GROUP_FLAGS_VIABLE);
+  assert.equal(proc.ioctl(again, VFIO_GROUP_SET_CONTAINER, env.putS32(container)), 0);
   exitAndCheck(env);
 });
 

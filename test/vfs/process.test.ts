@@ -135,6 +135,31 @@ test('memfd: ftruncate, pread/pwrite, shared mappings see the same pages', () =>
   assert.equal(proc.readlink(`/proc/self/fd/${fd}`), '/memfd:buf (deleted)');
 });
 
+test('pread/pwrite: negative offsets before the fd, ESPIPE without positions, EINVAL without ->read', () => {
+  const proc = Host.create().spawn();
+  const efd = proc.eventfd();
+  const memfd = proc.memfdCreate('buf');
+  const container = proc.open('/dev/vfio/vfio');
+  const group = proc.open('/dev/vfio/3');
+  // ksys_pread64(): pos < 0 (a u64 past LLONG_MAX is one) is refused before fdget.
+  assert.throws(() => proc.pread(999, 4, -1), { code: 'EINVAL' });
+  assert.throws(() => proc.pwrite(999, new Uint8Array(4), 1n << 63n), { code: 'EINVAL' });
+  assert.throws(() => proc.pread(999, 4, 0), { code: 'EBADF' });
+  // Anon-inode files have no FMODE_PREAD.
+  assert.throws(() => proc.pread(efd, 8, 0), { code: 'ESPIPE' });
+  assert.throws(() => proc.pwrite(efd, new Uint8Array(8), 0), { code: 'ESPIPE' });
+  // Opened device nodes have positions but no ->read/->write (FMODE_CAN_READ unset).
+  for (const fd of [container, group]) {
+    assert.throws(() => proc.pread(fd, 4, 0), { code: 'EINVAL' });
+    assert.throws(() => proc.pwrite(fd, new Uint8Array(4), 0), { code: 'EINVAL' });
+    assert.throws(() => proc.read(fd, 4), { code: 'EINVAL' });
+  }
+  // rw_verify_area(): pos + count past LLONG_MAX.
+  assert.throws(() => proc.pread(memfd, 16, (1n << 63n) - 8n), { code: 'EINVAL' });
+  assert.equal(proc.pread(memfd, 0, (1n << 63n) - 1n).length, 0);
+  proc.exit();
+});
+
 test('bad argument types come back as SyscallError, never TypeError', () => {
   const proc = Host.create().spawn();
   const calls: Array<() => unknown> = [

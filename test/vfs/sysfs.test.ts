@@ -58,3 +58,12 @@ test('topology validation', () => {
   assert.throws(() => Host.create({ devices: [{ bdf: '0000:00:03.0', model: 'nope' }] }));
   assert.throws(() => Host.create({ iommu: { addressWidth: 99 }, devices: [] }), RangeError);
 });
+
+test('readdir of /dev lists the device nodes the kernel registered', () => {
+  const proc = Host.create().spawn();
+  assert.deepEqual(proc.readdir('/dev/vfio'), ['3', '4', '5', 'devices', 'vfio']);
+  assert.deepEqual(proc.readdir('/dev/vfio/devices/'), ['vfio0', 'vfio1', 'vfio2', 'vfio3']);
+  assert.deepEqual(proc.readdir('/dev'), ['iommu', 'vfio']);
+  assert.throws(() => proc.readdir('/dev/iommu'), { code: 'ENOTDIR' });
+  assert.throws(() => proc.readdir('/dev/nothing'), { code: 'ENOENT' });
+});

@@ -193,12 +193,17 @@ export class EduDevice extends PciFunction implements MmioHandler {
   // --- BAR0 registers ---
 
   mmioReadHalves(offset: number, width: number, out: Uint32Array): void {
-    out[0] = 0xffffffff;
-    out[1] = width === 8 ? 0xffffffff : 0;
-    if (!accessAllowed(offset, width)) {
-      if (width < 4) out[0] = 2 ** (8 * width) - 1;
+    if (width < 4) {
+      // QEMU's memory core refuses 1- and 2-byte accesses before edu sees them (edu_mmio_ops
+      // .valid.min_access_size = 4): the read completes with the unassigned value, 0.
+      out[0] = 0;
+      out[1] = 0;
       return;
     }
+    out[0] = 0xffffffff;
+    out[1] = width === 8 ? 0xffffffff : 0;
+    // edu_mmio_read() answers ~0 for an 8-byte read below 0x80 and for unassigned offsets.
+    if (!accessAllowed(offset, width)) return;
     let reg: Reg64;
     switch (offset) {
       case EduReg.ID:

@@ -33,13 +33,13 @@ export class IommuGroup {
   }
 
   /**
-   * iommu_group_claim_dma_owner(): EPERM when a host driver uses the group, EBUSY when another
-   * owner holds it. The same owner may claim again (counted), as iommufd devices of one
-   * context do.
+   * iommu_group_claim_dma_owner() / iommu_device_claim_dma_owner(): EPERM when a host driver
+   * uses the group or another owner holds it (owner_cnt != 0 with a different owner). The same
+   * owner may claim again (counted), as iommufd devices of one context do.
    */
   claimDmaOwner(owner: object): void {
     if (!this.viable) fail('EPERM');
-    if (this.owner && this.owner !== owner) fail('EBUSY');
+    if (this.owner && this.owner !== owner) fail('EPERM');
     this.owner = owner;
     this.ownerCount++;
   }

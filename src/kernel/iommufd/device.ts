@@ -206,11 +206,14 @@ function resvRegions(idev: IommufdDevice): { start: bigint; last: bigint }[] {
 }
 
 /**
- * iommu_attach_group() / iommu_group_replace_domain(): intel-iommu refuses a domain with dirty
- * tracking on an IOMMU without it (EINVAL).
+ * iommu_attach_group() / iommu_group_replace_domain(), as intel_iommu_attach_device() answers:
+ * a domain with dirty tracking on an IOMMU without it is EINVAL (paging_domain_compatible);
+ * then a HWPT with a fault queue needs page requests, which need PRI, which no device here has
+ * (iopf_for_domain_set -> intel_iommu_enable_iopf: ENODEV). Attach and replace alike.
  */
 function attachGroupDomain(igroup: IommufdGroup, hwpt: HwptPaging): void {
   if (hwpt.dirtyOps && !igroup.group.iommu.supportsDirtyTracking) return fail('EINVAL');
+  if (hwpt.fault) return fail('ENODEV');
   igroup.group.attachDomain(hwpt.domain.hw);
 }
 
@@ -222,12 +225,6 @@ export function hwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice): void {
   const igroup = idev.igroup;
   if (igroup.hwpt !== null && igroup.hwpt !== hwpt) return fail('EINVAL');
   hwpt.ioas.iopt.enforceDevResvRegions(resvRegions(idev), idev);
-  // iommufd_fault_iopf_enable(): page requests need PRI, which no device here has
-  // (intel_iommu_enable_iopf: ENODEV).
-  if (hwpt.fault) {
-    hwpt.ioas.iopt.removeReservedIova(idev);
-    return fail('ENODEV');
-  }
   if (igroup.devices.length === 0) {
     try {
       attachGroupDomain(igroup, hwpt);

@@ -8,7 +8,7 @@
  * hardware: NEST_PARENT is EOPNOTSUPP (as on the reference guest, custom-iommufd-vtd.txt), no
  * HWPT_NESTED can ever be built, and DIRTY_TRACKING depends on the topology's `dirtyTracking`.
  */
-import { type ErrnoCode, fail } from '../../uapi/errno.js';
+import { type ErrnoCode, fail, SyscallError } from '../../uapi/errno.js';
 import { PAGE_SIZE } from '../../hw/memory.js';
 import type { VtdIommu } from '../../hw/iommu/vtd.js';
 import {
@@ -25,7 +25,7 @@ import {
   type IommuHwptSetDirtyTracking,
 } from '../../uapi/iommufd.js';
 import { PROT_WRITE } from '../vfs/mm.js';
-import { userAddress } from '../vfs/task.js';
+import { type Task, userAddress } from '../vfs/task.js';
 import { getDevice, hwPagetableAttach, hwPagetableDetach, type IommufdDevice } from './device.js';
 import type { IommufdFault } from './eventq.js';
 import { ULONG_MAX, type PagingDomain } from './io-pagetable.js';
@@ -200,7 +200,10 @@ export function iommufdHwptSetDirtyTracking(ucmd: Ucmd<IommuHwptSetDirtyTracking
 /**
  * IOMMU_HWPT_GET_DIRTY_BITMAP (7.12): ORs one bit per page_size page from `iova` into the user
  * bitmap (u64 words) for every page the IOMMU saw written; without NO_CLEAR the IOMMU's dirty
- * bits are cleared. The range must be covered by areas (EINVAL), as iopt_for_each_contig_area.
+ * bits are cleared. After the checks it always succeeds: iommu_read_and_clear_dirty() ignores
+ * what iova_bitmap_for_each() returns, so a bitmap that cannot be pinned (EFAULT), a hole in the
+ * areas (__iommu_read_and_clear_dirty: EINVAL) or a domain whose tracking is off (intel's
+ * read_and_clear_dirty: EINVAL) only end the walk - bits already set stay set.
  */
 export function iommufdHwptGetDirtyBitmap(ucmd: Ucmd<IommuHwptGetDirtyBitmap>): number {
   const { ctx, task, cmd } = ucmd;
@@ -226,14 +229,16 @@ export function iommufdHwptGetDirtyBitmap(ucmd: Ucmd<IommuHwptGetDirtyBitmap>): 
   const totalWords = (BigInt.asUintN(64, last - cmd.iova) >> shiftBig) / 64n + 1n;
   const windowWords = BigInt(WINDOW_BYTES / 8);
   for (let word = 0n; word < totalWords; word += windowWords) {
-    const words = Number(totalWords - word < windowWords ? totalWords - word : windowWords);
-    const addr = userAddress(cmd.data + word * 8n, words * 8);
-    // The bitmap pages are pinned for writing before any dirty bit is read.
-    task.mm.resolve(addr, words * 8, PROT_WRITE);
+    const want = Number(totalWords - word < windowWords ? totalWords - word : windowWords);
+    // The bitmap pages are pinned for writing before any dirty bit is read; the walk ends at
+    // the first page that cannot be.
+    const addr = cmd.data + word * 8n;
+    const words = Math.floor(pinnableBytes(task, addr, want * 8) / 8);
+    if (!words || !hwpt.domain.hw.dirtyTracking) return 0;
     const bitmap = task.copyFromUser(addr, words * 8);
     const winIova = cmd.iova + ((word * 64n) << shiftBig);
     const winEnd = winIova + ((BigInt(words) * 64n) << shiftBig) - 1n;
-    let failure: unknown = null;
+    let covered = true;
     try {
       iopt.readDirty(hwpt.domain, winIova, winEnd < last ? winEnd : last, clear, (page) => {
         // iova_bitmap_set(): every bit covering the dirty 4 KiB page.
@@ -244,13 +249,37 @@ export function iommufdHwptGetDirtyBitmap(ucmd: Ucmd<IommuHwptGetDirtyBitmap>): 
         }
       });
     } catch (err) {
-      failure = err;
+      if (!(err instanceof SyscallError)) throw err;
+      covered = false;
     }
-    // Bits already set stay set even when a hole stops the walk, as with the pinned user pages.
     task.copyToUser(addr, bitmap);
-    if (failure) throw failure;
+    if (!covered || words < want) return 0;
   }
   return 0;
+}
+
+/** How many bytes from `addr` (at most `length`) lie in pages that can be pinned for writing. */
+function pinnableBytes(task: Task, addr: bigint, length: number): number {
+  if (writable(task, addr, length)) return length;
+  const page = BigInt(PAGE_SIZE);
+  let done = 0;
+  while (done < length) {
+    const at = addr + BigInt(done);
+    const n = Math.min(length - done, Number(page - (at % page)));
+    if (!writable(task, at, n)) break;
+    done += n;
+  }
+  return done;
+}
+
+function writable(task: Task, addr: bigint, length: number): boolean {
+  try {
+    task.mm.resolve(userAddress(addr, length), length, PROT_WRITE);
+    return true;
+  } catch (err) {
+    if (err instanceof SyscallError) return false;
+    throw err;
+  }
 }
 
 /**

@@ -171,11 +171,7 @@ export class VfioGroup {
       }
       throw err;
     }
-    if (first) {
-      device.iommufdBinding = binding;
-      // The device keeps the group file (and so the group's container) while it is open.
-      this.openedFile!.get();
-    }
+    if (first) device.iommufdBinding = binding;
     const file = new VfioDeviceFile(device, { kind: 'group', release: () => this.deviceFileReleased(device) });
     file.flags = O_RDWR | O_CLOEXEC;
     return file;
@@ -189,14 +185,21 @@ export class VfioGroup {
     return fail('ENODEV');
   }
 
-  /** vfio_group_use_container(). */
+  /**
+   * vfio_group_use_container(): the open device keeps the group file - and so the group's
+   * container - until its last close. Only the container path pins the file: with an iommufd
+   * the group fd may be closed (and the group reopened) while its devices stay open.
+   */
   private useContainer(): void {
     if (!this.container!.backend) return fail('EINVAL');
     this.containerUsers++;
+    this.openedFile!.get();
   }
 
+  /** vfio_group_unuse_container(). */
   private unuseContainer(): void {
     this.containerUsers--;
+    this.openedFile!.put();
   }
 
   /** A group-obtained device fd went away (after the device's close_device on its last close). */
@@ -208,7 +211,6 @@ export class VfioGroup {
     } else {
       this.unuseContainer();
     }
-    this.openedFile?.put();
   }
 
   private detachContainer(): void {

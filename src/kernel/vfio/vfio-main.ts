@@ -46,6 +46,12 @@ export interface VfioDeviceOps {
    * refuses the token flag (EINVAL).
    */
   matchTokenUuid?(device: VfioDevice, uuid: Uint8Array | null): void;
+  /**
+   * The runtime-PM bracket (pm_runtime_resume_and_get ... pm_runtime_put) the core puts around
+   * every device ioctl once access is granted (vfio_device_pm_runtime_get). Optional: a driver
+   * without runtime PM runs the ioctl as is.
+   */
+  runtimePm?<T>(device: VfioDevice, access: () => T): T;
 }
 
 export class VfioDevice {
@@ -92,6 +98,8 @@ export class VfioDeviceFile extends File {
   readonly path: string;
   /** Group fds are usable at once; a cdev fd only after BIND_IOMMUFD. */
   accessGranted: boolean;
+  /** f_pos: where read()/write() (not pread/pwrite) access the device. */
+  private position = 0n;
 
   constructor(
     readonly device: VfioDevice,
@@ -99,6 +107,8 @@ export class VfioDeviceFile extends File {
   ) {
     super();
     this.accessGranted = origin.kind === 'group';
+    // anon_inode_getfile_fmode(..., FMODE_PREAD | FMODE_PWRITE) for group fds; open() for cdevs.
+    this.positional = true;
     this.path = origin.kind === 'group' ? 'anon_inode:[vfio-device]' : `/dev/vfio/devices/vfio${device.cdevIndex}`;
     device.files.add(this);
   }
@@ -106,6 +116,14 @@ export class VfioDeviceFile extends File {
   override ioctl(task: Task, request: number, arg: bigint): number {
     if (request === VFIO_DEVICE_BIND_IOMMUFD) return cdev.bindIommufd(this, task, arg);
     if (!this.accessGranted) return fail('EINVAL');
+    // vfio_device_fops_unl_ioctl(): every other ioctl - core ones and failing ones included -
+    // resumes the device first (semantics.md §3), which may end low power (§3.4).
+    const { device } = this;
+    if (device.ops.runtimePm) return device.ops.runtimePm(device, () => this.dispatchIoctl(task, request, arg));
+    return this.dispatchIoctl(task, request, arg);
+  }
+
+  private dispatchIoctl(task: Task, request: number, arg: bigint): number {
     if (this.origin.kind === 'cdev') {
       if (request === VFIO_DEVICE_ATTACH_IOMMUFD_PT) return cdev.attachIommufdPt(this, task, arg);
       if (request === VFIO_DEVICE_DETACH_IOMMUFD_PT) return cdev.detachIommufdPt(this, task, arg);
@@ -124,13 +142,20 @@ export class VfioDeviceFile extends File {
     return this.device.ops.write(this.device, task, data, offset);
   }
 
-  /** read()/write() on a device fd use the file position; the emulation's fds start at 0. */
+  /**
+   * read()/write() go through the file position (f_pos, 0 at open), which the driver moves by
+   * the bytes it transferred (vfio_pci_rw: *ppos += done), as for any seekable file.
+   */
   override read(task: Task, length: number): Uint8Array {
-    return this.pread(task, length, 0n);
+    const data = this.pread(task, length, this.position);
+    this.position += BigInt(data.length);
+    return data;
   }
 
   override write(task: Task, data: Uint8Array): number {
-    return this.pwrite(task, data, 0n);
+    const done = this.pwrite(task, data, this.position);
+    this.position += BigInt(done);
+    return done;
   }
 
   override mmap(task: Task, request: MmapRequest): FileMapping {

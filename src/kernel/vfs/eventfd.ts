@@ -1,6 +1,10 @@
 /**
  * eventfd(2): a 64-bit counter. Kernel code signals it (eventfd_signal) and can subscribe to
  * writes (the irqfd/virqfd and ioeventfd pattern: a userspace write makes the kernel act).
+ *
+ * Kernel users hold the counter (struct eventfd_ctx), not the file: an EventFd they keep goes on
+ * counting after the user closed its last fd. That last close is the file's release, which
+ * wakes pollers with EPOLLHUP (eventfd_release); virqfds listen for it and tear themselves down.
  */
 import { fail } from '../../uapi/errno.js';
 import { File } from './file.js';
@@ -17,6 +21,7 @@ export class EventFd extends File {
   readonly path = 'anon_inode:[eventfd]';
   private count: bigint;
   private readonly listeners = new Set<(value: bigint) => void>();
+  private readonly hangupListeners = new Set<() => void>();
 
   constructor(
     initval: number,
@@ -43,6 +48,12 @@ export class EventFd extends File {
   subscribe(listener: (value: bigint) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** EPOLLHUP at the file's release (the user's last fd closed). Returns the unsubscribe. */
+  onHangup(listener: () => void): () => void {
+    this.hangupListeners.add(listener);
+    return () => this.hangupListeners.delete(listener);
   }
 
   /**
@@ -85,7 +96,11 @@ export class EventFd extends File {
     if (this.count > 0n) this.wakeReaders();
   }
 
+  /** eventfd_release(): wake_up_poll(EPOLLHUP); kernel holders of the counter keep it. */
   protected override release(): void {
+    const hangup = [...this.hangupListeners];
+    this.hangupListeners.clear();
+    for (const listener of hangup) listener();
     this.listeners.clear();
   }
 }

@@ -33,6 +33,13 @@ export abstract class File {
   /** Status flags given at open (O_NONBLOCK and friends). */
   flags = 0;
 
+  /**
+   * FMODE_PREAD | FMODE_PWRITE: the file has positions, so pread/pwrite reach it. open() of a
+   * device node sets them (do_dentry_open), as do device and memfd files; eventfds and the
+   * other anon-inode or stream files lack them, and pread/pwrite fail with ESPIPE.
+   */
+  positional = false;
+
   get released(): boolean {
     return this.refs === 0;
   }
@@ -62,12 +69,13 @@ export abstract class File {
     return fail('EINVAL');
   }
 
+  /** Only reached for a positional file without a ->read (FMODE_CAN_READ unset): EINVAL. */
   pread(_task: Task, _length: number, _offset: bigint): Uint8Array {
-    return fail('ESPIPE');
+    return fail('EINVAL');
   }
 
   pwrite(_task: Task, _data: Uint8Array, _offset: bigint): number {
-    return fail('ESPIPE');
+    return fail('EINVAL');
   }
 
   mmap(_task: Task, _request: MmapRequest): FileMapping {

@@ -28,6 +28,7 @@ export class MemfdFile extends File {
     if (flags & ~MFD_ALL || (flags & MFD_NOEXEC_SEAL && flags & MFD_EXEC)) fail('EINVAL');
     if (Buffer.byteLength(name) > MFD_NAME_MAX) fail('EINVAL');
     this.path = `/memfd:${name} (deleted)`;
+    this.positional = true;
   }
 
   get size(): number {

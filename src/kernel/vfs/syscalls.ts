@@ -18,6 +18,7 @@ import {
   TASK_SIZE,
 } from './mm.js';
 import { PAGE_SIZE } from '../../hw/memory.js';
+import type { File } from './file.js';
 import type { Task } from './task.js';
 
 export const O_RDONLY = 0;
@@ -32,6 +33,7 @@ export const MAX_RW_COUNT = 0x7ffff000;
 export function sysOpen(task: Task, path: string, flags: number): number {
   const file = task.kernel.openNode(task, path, flags);
   file.flags = flags;
+  file.positional = true;
   return task.files.install(file);
 }
 
@@ -57,16 +59,30 @@ export function sysWrite(task: Task, fd: number, data: Uint8Array): number {
   return file.write(task, data.length > MAX_RW_COUNT ? data.subarray(0, MAX_RW_COUNT) : data);
 }
 
+/**
+ * ksys_pread64(): a negative position (a u64 offset past LLONG_MAX is one) is EINVAL before the
+ * fd is even looked up; a file without positions is ESPIPE; rw_verify_area() refuses a range
+ * whose end passes LLONG_MAX (EINVAL).
+ */
 export function sysPread(task: Task, fd: number, length: number, offset: bigint): Uint8Array {
-  const file = task.files.get(fd);
-  if (offset < 0n) return fail('EINVAL');
+  const file = positionalFile(task, fd, offset);
+  if (offset + BigInt(length) > LLONG_MAX) return fail('EINVAL');
   return file.pread(task, rwCount(length), offset);
 }
 
+/** ksys_pwrite64(): the checks of sysPread. */
 export function sysPwrite(task: Task, fd: number, data: Uint8Array, offset: bigint): number {
-  const file = task.files.get(fd);
-  if (offset < 0n) return fail('EINVAL');
+  const file = positionalFile(task, fd, offset);
+  if (offset + BigInt(data.length) > LLONG_MAX) return fail('EINVAL');
   return file.pwrite(task, data.length > MAX_RW_COUNT ? data.subarray(0, MAX_RW_COUNT) : data, offset);
+}
+
+const LLONG_MAX = 0x7fff_ffff_ffff_ffffn;
+
+function positionalFile(task: Task, fd: number, offset: bigint): File {
+  if (offset < 0n || offset > LLONG_MAX) return fail('EINVAL');
+  const file = task.files.get(fd);
+  return file.positional ? file : fail('ESPIPE');
 }
 
 export function sysMmap(
@@ -130,7 +146,20 @@ export function sysReadlink(task: Task, path: string): string {
 }
 
 export function sysReaddir(task: Task, path: string): string[] {
+  if (path === '/dev' || path.startsWith('/dev/')) return devtmpfsReaddir(task, path);
   return task.kernel.sysfs.readdir(path);
+}
+
+/** /dev and its subdirectories, listed from the registered device nodes. */
+function devtmpfsReaddir(task: Task, path: string): string[] {
+  const dir = path.replace(/\/+$/, '') + '/';
+  const entries = new Set<string>();
+  for (const node of task.kernel.nodePaths()) {
+    if (node === dir.slice(0, -1)) return fail('ENOTDIR');
+    if (node.startsWith(dir)) entries.add(node.slice(dir.length).split('/')[0]!);
+  }
+  if (entries.size === 0) return fail('ENOENT');
+  return [...entries].sort();
 }
 
 /** do_exit(): every fd closed, every mapping released. */

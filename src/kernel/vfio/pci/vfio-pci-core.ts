@@ -225,7 +225,6 @@ export class VfioPciCoreDevice {
   runtimePmExit(): void {
     if (!this.pmRuntimeEngaged) return;
     this.pmRuntimeEngaged = false;
-    this.pmWakeEventfd?.put();
     this.pmWakeEventfd = null;
   }
 
@@ -470,13 +469,7 @@ function pmEntryWithWakeup(
   if (!checkFeature(flags, dataLength, VFIO_DEVICE_FEATURE_SET, payload.size)) return 0;
   const entry = payload.decode(task.copyFromUser(data, payload.size));
   if (entry.wakeup_eventfd < 0) return fail('EINVAL');
-  const efd = eventfdCtxFdget(task, entry.wakeup_eventfd);
-  try {
-    vdev.runtimePmEntry(efd);
-  } catch (err) {
-    efd.put();
-    throw err;
-  }
+  vdev.runtimePmEntry(eventfdCtxFdget(task, entry.wakeup_eventfd));
   return 0;
 }
 
@@ -607,8 +600,8 @@ export const vfioPciOps: VfioDeviceOps = Object.freeze({
   ioctl(device: VfioDevice, task: Task, request: number, arg: bigint): number {
     const vdev = coreDevice(device);
     const handler = DEVICE_IOCTLS.get(request);
-    if (!handler) return vdev.withRuntimePm(() => fail('ENOTTY'));
-    return vdev.withRuntimePm(() => handler(vdev, task, arg));
+    if (!handler) return fail('ENOTTY');
+    return handler(vdev, task, arg);
   },
   read(device: VfioDevice, _task: Task, length: number, offset: bigint): Uint8Array {
     return vfioPciRead(coreDevice(device), length, offset);
@@ -620,8 +613,7 @@ export const vfioPciOps: VfioDeviceOps = Object.freeze({
     return vfioPciCoreMmap(coreDevice(device), request);
   },
   deviceFeature(device: VfioDevice, task: Task, flags: number, data: bigint, dataLength: number): number {
-    const vdev = coreDevice(device);
-    return vdev.withRuntimePm(() => vfioPciCoreIoctlFeature(vdev, task, flags, data, dataLength));
+    return vfioPciCoreIoctlFeature(coreDevice(device), task, flags, data, dataLength);
   },
   match(device: VfioDevice, buf: string): boolean {
     const { match, token } = vfioPciCoreMatch(device.pdev.bdf, buf);
@@ -629,6 +621,9 @@ export const vfioPciOps: VfioDeviceOps = Object.freeze({
     return match;
   },
   matchTokenUuid,
+  runtimePm<T>(device: VfioDevice, access: () => T): T {
+    return coreDevice(device).withRuntimePm(access);
+  },
 });
 
 // --- descriptions for tools (the CLI's `ls`) ---

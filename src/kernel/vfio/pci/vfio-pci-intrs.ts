@@ -9,8 +9,8 @@
  *   vector, its address/data programmed into the function's MSI capability, so the message the
  *   device sends calls the handler that signals the vector's eventfd.
  * - ERR and REQ are plain eventfds the kernel signals on AER errors / release requests.
- * Every eventfd the kernel holds carries a file reference, dropped when it is replaced or torn
- * down.
+ * The kernel holds eventfd counters (eventfd_ctx), not files: a trigger keeps being signalled
+ * after the user closed its fd, while a virqfd goes away with the file (EPOLLHUP).
  */
 import type { RemappedInterrupt } from '../../../hw/iommu/irq-remap.js';
 import type { PciFunction } from '../../../hw/pci/function.js';
@@ -59,30 +59,38 @@ const PCI_MSIX_FLAGS_QSIZE = 0x07ff;
 // --- eventfds held by the kernel ---
 
 /**
- * eventfd_ctx_fdget(): the eventfd behind `fd`, referenced for the kernel (EBADF if `fd` is not
- * open, EINVAL if it is not an eventfd). The caller owns the reference and `put()`s it.
+ * eventfd_ctx_fdget(): the counter behind `fd` (EBADF if `fd` is not open, EINVAL if it is not
+ * an eventfd). The kernel holds the eventfd_ctx, not the file: closing the user's fd does not
+ * stop it from being signalled, and nothing keeps the file open on the kernel's behalf.
  */
 export function eventfdCtxFdget(task: Task, fd: number): EventFd {
   const file = task.files.get(fd);
   if (!(file instanceof EventFd)) return fail('EINVAL');
-  return file.get();
+  return file;
 }
 
 /**
  * struct virqfd: the kernel acting on writes to an eventfd (INTx unmask eventfd, ioeventfds).
  * Each signal consumes the count and runs `handler`; a true result asks for `thread` as well.
+ * When the user closes the eventfd (EPOLLHUP at its release) the virqfd deactivates itself and
+ * frees its slot (virqfd_wakeup), so a new one can be registered there.
  */
 export class Virqfd {
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeHangup: () => void;
 
   private constructor(
     readonly eventfd: EventFd,
+    slot: { virqfd: Virqfd | null },
     private readonly handler: () => boolean,
     private readonly thread: (() => void) | null,
   ) {
     this.unsubscribe = eventfd.subscribe(() => {
       eventfd.doRead();
       if (this.handler() && this.thread) this.thread();
+    });
+    this.unsubscribeHangup = eventfd.onHangup(() => {
+      if (slot.virqfd === this) Virqfd.disable(slot);
     });
   }
 
@@ -100,7 +108,7 @@ export class Virqfd {
     const file = task.files.get(fd);
     if (!(file instanceof EventFd)) return fail('EINVAL');
     if (slot.virqfd) return fail('EBUSY');
-    const virqfd = new Virqfd(file.get(), handler, thread);
+    const virqfd = new Virqfd(file, slot, handler, thread);
     slot.virqfd = virqfd;
     if (file.readable() && handler() && thread) thread();
     return virqfd;
@@ -112,14 +120,8 @@ export class Virqfd {
     if (!virqfd) return;
     slot.virqfd = null;
     virqfd.unsubscribe();
-    virqfd.eventfd.put();
+    virqfd.unsubscribeHangup();
   }
-}
-
-/** Replaces a held eventfd reference (vfio_pci_eventfd_replace_locked). */
-function replaceTrigger(current: EventFd | null, next: EventFd | null): EventFd | null {
-  current?.put();
-  return next;
 }
 
 // --- interrupt state ---
@@ -261,7 +263,7 @@ function intxDisable(vdev: VfioPciCoreDevice): void {
   if (!ctx) return;
   Virqfd.disable(ctx);
   ctx.releaseLine();
-  ctx.trigger = replaceTrigger(ctx.trigger, null);
+  ctx.trigger = null;
   vdev.irq = IRQ_NONE;
 }
 
@@ -331,15 +333,10 @@ function setIntxTrigger(
     const fd = s32(data, 0);
     const trigger = fd >= 0 ? eventfdCtxFdget(task, fd) : null;
     if (intx) {
-      intx.trigger = replaceTrigger(intx.trigger, trigger);
+      intx.trigger = trigger;
       return;
     }
-    try {
-      intxEnable(vdev, trigger);
-    } catch (err) {
-      trigger?.put();
-      throw err;
-    }
+    intxEnable(vdev, trigger);
     return;
   }
   if (!intx) return fail('EINVAL');
@@ -402,7 +399,7 @@ function msiSetVectorSignal(vdev: VfioPciCoreDevice, task: Task, vector: number,
   if (vdev.irq.type !== 'msi' && vdev.irq.type !== 'msix') return fail('EINVAL');
   const ctx = vdev.irq.vectors[vector];
   if (!ctx) return fail('EINVAL');
-  ctx.trigger = replaceTrigger(ctx.trigger, null);
+  ctx.trigger = null;
   if (fd < 0) return;
   ctx.trigger = eventfdCtxFdget(task, fd);
 }
@@ -424,7 +421,7 @@ function msiSetBlock(vdev: VfioPciCoreDevice, task: Task, start: number, count: 
 function msiDisable(vdev: VfioPciCoreDevice): void {
   if (vdev.irq.type !== 'msi' && vdev.irq.type !== 'msix') return;
   const vectors = vdev.irq.vectors;
-  for (const v of vectors) v.trigger = replaceTrigger(v.trigger, null);
+  for (const v of vectors) v.trigger = null;
   const msi = vdev.fn.msi;
   if (msi) {
     const control = vdev.fn.configRead(msi.offset + PCI_MSI_FLAGS, 2);
@@ -494,7 +491,7 @@ function setCtxTriggerSingle(
   if (flags & VFIO_IRQ_SET_DATA_NONE) {
     if (!current) return fail('EINVAL');
     if (count) current.signal();
-    else vdev[slot] = replaceTrigger(current, null);
+    else vdev[slot] = null;
     return;
   }
   if (!count) return fail('EINVAL');
@@ -503,8 +500,8 @@ function setCtxTriggerSingle(
     return;
   }
   const fd = s32(data, 0);
-  if (fd === -1) vdev[slot] = replaceTrigger(current, null);
-  else if (fd >= 0) vdev[slot] = replaceTrigger(current, eventfdCtxFdget(task, fd));
+  if (fd === -1) vdev[slot] = null;
+  else if (fd >= 0) vdev[slot] = eventfdCtxFdget(task, fd);
   // Any other negative fd is accepted and changes nothing.
 }
 
@@ -649,8 +646,8 @@ export function vfioPciIoctlSetIrqs(vdev: VfioPciCoreDevice, task: Task, arg: bi
 export function vfioPciIrqsRelease(vdev: VfioPciCoreDevice): void {
   if (vdev.irq.type === 'intx') intxDisable(vdev);
   else msiDisable(vdev);
-  vdev.errTrigger = replaceTrigger(vdev.errTrigger, null);
-  vdev.reqTrigger = replaceTrigger(vdev.reqTrigger, null);
+  vdev.errTrigger = null;
+  vdev.reqTrigger = null;
 }
 
 function s32(data: Uint8Array, at: number): number {
