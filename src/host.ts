@@ -152,18 +152,27 @@ export class Host {
     const sysfs = this.kernel.sysfs;
     const byBdf = new Map(this.pciDevs.map((p) => [p.bdf, p]));
     sysfs.dir('/sys/bus/pci/devices', () => [...byBdf.keys()]);
+    for (const driver of ['vfio-pci', 'host']) {
+      sysfs.dir(`/sys/bus/pci/drivers/${driver}`, () =>
+        this.pciDevs.filter((p) => p.driver === driver).map((p) => p.bdf),
+      );
+    }
     sysfs.dir('/sys/kernel/iommu_groups', () => [...groups.keys()].sort((a, b) => a - b).map(String));
     for (const [id, group] of groups) {
       sysfs.dir(`/sys/kernel/iommu_groups/${id}`, () => ['devices', 'reserved_regions', 'type']);
       sysfs.dir(`/sys/kernel/iommu_groups/${id}/devices`, () => group.devices.map((d) => d.bdf));
     }
     for (const pdev of this.pciDevs) {
-      const base = `/sys/bus/pci/devices/${pdev.bdf}`;
+      // /sys/bus/pci/devices/<bdf> points at the device's place in the /sys/devices tree, and
+      // the links inside it are relative to that place, as on a real machine.
+      const root = `pci${pdev.bdf.slice(0, 7)}`;
+      sysfs.link(`/sys/bus/pci/devices/${pdev.bdf}`, () => `../../../devices/${root}/${pdev.bdf}`);
+      const base = `/sys/devices/${root}/${pdev.bdf}`;
       sysfs.dir(base, () =>
         ['config', 'driver', 'iommu_group', 'resource', 'vfio-dev'].filter((e) => this.sysfsEntryPresent(pdev, e)),
       );
-      sysfs.link(`${base}/iommu_group`, () => `../../../../kernel/iommu_groups/${pdev.group.id}`);
-      sysfs.link(`${base}/driver`, () => (pdev.driver ? `../../../../bus/pci/drivers/${pdev.driver}` : undefined));
+      sysfs.link(`${base}/iommu_group`, () => `../../../kernel/iommu_groups/${pdev.group.id}`);
+      sysfs.link(`${base}/driver`, () => (pdev.driver ? `../../../bus/pci/drivers/${pdev.driver}` : undefined));
       sysfs.dir(`${base}/vfio-dev`, () => {
         const name = this.cdevName(pdev);
         return name ? [name] : undefined;

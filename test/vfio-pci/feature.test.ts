@@ -125,7 +125,10 @@ test('every device ioctl resumes the device first, core features and failing cal
   const MIGRATION = 1;
   const calls: Array<[string, () => unknown]> = [
     ['MIGRATION (ENOTTY, handled by the core)', () => feature(PROBE | GET | MIGRATION)],
-    ['argsz < 8 (EINVAL)', () => env.proc.ioctl(device, VFIO_DEVICE_FEATURE, env.put(vfio_device_feature, { argsz: 4, flags: GET }))],
+    [
+      'argsz < 8 (EINVAL)',
+      () => env.proc.ioctl(device, VFIO_DEVICE_FEATURE, env.put(vfio_device_feature, { argsz: 4, flags: GET })),
+    ],
     ['unknown ioctl (ENOTTY)', () => env.proc.ioctl(device, 0x3b99, 0)],
   ];
   for (const [what, call] of calls) {

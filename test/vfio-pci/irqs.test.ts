@@ -280,7 +280,10 @@ test('the kernel holds eventfd counters, not files; closing an unmask eventfd dr
   assert.throws(() => env.setIrqs(device, EVENTFD | UNMASK, INTX, 0, 1, s32s([other])), { code: 'EBUSY' });
   for (const fd of efds) env.proc.close(fd);
   // ...or its file goes away: the last close wakes the virqfd with EPOLLHUP (virqfd_wakeup).
-  assert.ok(files.every((f) => f.released), 'the kernel pins no eventfd file');
+  assert.ok(
+    files.every((f) => f.released),
+    'the kernel pins no eventfd file',
+  );
   assert.equal(env.setIrqs(device, EVENTFD | UNMASK, INTX, 0, 1, s32s([other])), 0);
   raise();
   assert.equal(files[0]!.counter, 1n, 'the trigger is still signalled after the user closed its fd');

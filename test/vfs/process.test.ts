@@ -157,6 +157,17 @@ test('pread/pwrite: negative offsets before the fd, ESPIPE without positions, EI
   // rw_verify_area(): pos + count past LLONG_MAX.
   assert.throws(() => proc.pread(memfd, 16, (1n << 63n) - 8n), { code: 'EINVAL' });
   assert.equal(proc.pread(memfd, 0, (1n << 63n) - 1n).length, 0);
+  // The access mode of open() decides before the driver: EBADF for reads/writes, EACCES for mmap.
+  const wronly = proc.open('/dev/vfio/vfio', 1);
+  assert.throws(() => proc.read(wronly, 4), { code: 'EBADF' });
+  assert.throws(() => proc.pread(wronly, 4, 0), { code: 'EBADF' });
+  const rdonly = proc.open('/dev/vfio/devices/vfio0', 0);
+  assert.throws(() => proc.pwrite(rdonly, new Uint8Array(4), 0), { code: 'EBADF' });
+  assert.throws(() => proc.write(rdonly, new Uint8Array(4)), { code: 'EBADF' });
+  assert.throws(() => proc.mmap(4096, RW, MAP_SHARED, rdonly, 0), { code: 'EACCES' });
+  assert.throws(() => proc.mmap(4096, PROT_READ, MAP_SHARED, wronly, 0), { code: 'EACCES' });
+  assert.throws(() => proc.mmap(4096, PROT_READ, MAP_SHARED, rdonly, 0), { code: 'EINVAL' }, 'not bound yet');
+  assert.throws(() => proc.pread(rdonly, 4, 0), { code: 'EINVAL' }, 'not bound yet');
   proc.exit();
 });
 

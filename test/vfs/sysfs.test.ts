@@ -35,7 +35,8 @@ test('sysfs view: iommu_group and driver links, group listings, vfio-dev', () =>
   assert.deepEqual(proc.readdir('/sys/bus/pci/devices/0000:00:03.0/vfio-dev'), ['vfio0']);
   assert.throws(() => proc.readdir('/sys/bus/pci/devices/0000:00:04.0/vfio-dev'), { code: 'ENOENT' });
   assert.throws(() => proc.readlink('/sys/kernel/iommu_groups'), { code: 'EINVAL' });
-  assert.throws(() => proc.readdir('/sys/bus/pci/devices/0000:00:03.0/driver'), { code: 'ENOTDIR' });
+  assert.deepEqual(proc.readdir('/sys/bus/pci/devices/0000:00:03.0/driver'), ['0000:00:03.0']);
+  assert.throws(() => proc.readdir('/sys/bus/pci/devices/0000:00:03.0/iommu_group/devices/x'), { code: 'ENOENT' });
   // Only vfio-bound devices get cdevs; the host-driven device's group has no /dev/vfio node.
   assert.deepEqual(
     host.devices().map((d) => d.cdev),
@@ -66,4 +67,25 @@ test('readdir of /dev lists the device nodes the kernel registered', () => {
   assert.deepEqual(proc.readdir('/dev'), ['iommu', 'vfio']);
   assert.throws(() => proc.readdir('/dev/iommu'), { code: 'ENOTDIR' });
   assert.throws(() => proc.readdir('/dev/nothing'), { code: 'ENOENT' });
+});
+
+test('sysfs paths are walked through their symlinks: <bdf>/iommu_group/devices lists the group', () => {
+  const proc = Host.create().spawn();
+  const dev = '/sys/bus/pci/devices/0000:00:05.1';
+  assert.deepEqual(proc.readdir(`${dev}/iommu_group/devices`), ['0000:00:05.0', '0000:00:05.1']);
+  assert.deepEqual(proc.readdir(`${dev}/iommu_group/`), proc.readdir('/sys/kernel/iommu_groups/5'));
+  // readlink resolves the components before the last one, not the last one itself.
+  assert.throws(() => proc.readlink(`${dev}/iommu_group/devices`), { code: 'EINVAL' });
+  assert.match(proc.readlink(`${dev}//iommu_group`), /\/5$/);
+  assert.throws(() => proc.readdir(`${dev}/iommu_group/nothing`), { code: 'ENOENT' });
+});
+
+test('sysfs links are relative to the device directory, as on a real machine', () => {
+  const proc = Host.create().spawn();
+  const dev = '/sys/bus/pci/devices/0000:00:05.1';
+  assert.equal(proc.readlink(dev), '../../../devices/pci0000:00/0000:00:05.1');
+  assert.equal(proc.readlink(`${dev}/iommu_group`), '../../../kernel/iommu_groups/5');
+  assert.equal(proc.readlink(`${dev}/driver`), '../../../bus/pci/drivers/vfio-pci');
+  assert.deepEqual(proc.readdir(`${dev}/iommu_group/devices`), ['0000:00:05.0', '0000:00:05.1']);
+  assert.deepEqual(proc.readdir(`${dev}/driver`), ['0000:00:03.0', '0000:00:04.0', '0000:00:05.0', '0000:00:05.1']);
 });

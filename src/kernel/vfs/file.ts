@@ -6,6 +6,8 @@ import { fail } from '../../uapi/errno.js';
 import type { MemoryObject } from '../../hw/memory.js';
 import type { Task } from './task.js';
 
+const O_ACCMODE = 3;
+
 /** What mmap of a file hands to the process's address space. */
 export interface FileMapping {
   object: MemoryObject;
@@ -39,6 +41,16 @@ export abstract class File {
    * other anon-inode or stream files lack them, and pread/pwrite fail with ESPIPE.
    */
   positional = false;
+
+  /** FMODE_READ: the open access mode allows reading (OPEN_FMODE of O_RDONLY or O_RDWR). */
+  get fmodeRead(): boolean {
+    return (((this.flags & O_ACCMODE) + 1) & 1) !== 0;
+  }
+
+  /** FMODE_WRITE: the open access mode allows writing (O_WRONLY or O_RDWR). */
+  get fmodeWrite(): boolean {
+    return (((this.flags & O_ACCMODE) + 1) & 2) !== 0;
+  }
 
   get released(): boolean {
     return this.refs === 0;

@@ -49,30 +49,36 @@ export function sysIoctl(task: Task, fd: number, request: number, arg: bigint): 
   return task.files.get(fd).ioctl(task, request >>> 0, arg);
 }
 
+/** vfs_read(): EBADF unless the file was opened for reading. */
 export function sysRead(task: Task, fd: number, length: number): Uint8Array {
   const file = task.files.get(fd);
+  if (!file.fmodeRead) return fail('EBADF');
   return file.read(task, rwCount(length));
 }
 
+/** vfs_write(): EBADF unless the file was opened for writing. */
 export function sysWrite(task: Task, fd: number, data: Uint8Array): number {
   const file = task.files.get(fd);
+  if (!file.fmodeWrite) return fail('EBADF');
   return file.write(task, data.length > MAX_RW_COUNT ? data.subarray(0, MAX_RW_COUNT) : data);
 }
 
 /**
  * ksys_pread64(): a negative position (a u64 offset past LLONG_MAX is one) is EINVAL before the
- * fd is even looked up; a file without positions is ESPIPE; rw_verify_area() refuses a range
- * whose end passes LLONG_MAX (EINVAL).
+ * fd is even looked up; a file without positions is ESPIPE; then vfs_read(): EBADF unless open
+ * for reading, and rw_verify_area() refuses a range whose end passes LLONG_MAX (EINVAL).
  */
 export function sysPread(task: Task, fd: number, length: number, offset: bigint): Uint8Array {
   const file = positionalFile(task, fd, offset);
+  if (!file.fmodeRead) return fail('EBADF');
   if (offset + BigInt(length) > LLONG_MAX) return fail('EINVAL');
   return file.pread(task, rwCount(length), offset);
 }
 
-/** ksys_pwrite64(): the checks of sysPread. */
+/** ksys_pwrite64(): the checks of sysPread, with vfs_write()'s FMODE_WRITE. */
 export function sysPwrite(task: Task, fd: number, data: Uint8Array, offset: bigint): number {
   const file = positionalFile(task, fd, offset);
+  if (!file.fmodeWrite) return fail('EBADF');
   if (offset + BigInt(data.length) > LLONG_MAX) return fail('EINVAL');
   return file.pwrite(task, data.length > MAX_RW_COUNT ? data.subarray(0, MAX_RW_COUNT) : data, offset);
 }
@@ -110,6 +116,10 @@ export function sysMmap(
     return BigInt(task.mm.map(hint, len, prot, flags, anonymousMemory(len), 0));
   }
   const file = task.files.get(fd);
+  // do_mmap(): a shared writable mapping needs a file open for writing; any mapping one open
+  // for reading.
+  if (type === MAP_SHARED && prot & PROT_WRITE && !file.fmodeWrite) return fail('EACCES');
+  if (!file.fmodeRead) return fail('EACCES');
   const mapping = file.mmap(task, { length: len, prot, flags, offset });
   return BigInt(task.mm.map(hint, len, prot, flags, mapping.object, mapping.offset, file));
 }
