@@ -34,7 +34,9 @@ export interface IoctlHandler<C> {
 }
 
 /** Builds a frozen request -> handler table; `name` is kept for tracing and errors. */
-export function ioctlTable<C>(entries: ReadonlyArray<readonly [number, string, (ctx: C, task: Task, arg: bigint) => number]>): ReadonlyMap<number, IoctlHandler<C>> {
+export function ioctlTable<C>(
+  entries: ReadonlyArray<readonly [number, string, (ctx: C, task: Task, arg: bigint) => number]>,
+): ReadonlyMap<number, IoctlHandler<C>> {
   const table = new Map<number, IoctlHandler<C>>();
   for (const [request, name, fn] of entries) {
     if (table.has(request)) throw new Error(`duplicate ioctl ${name} (0x${request.toString(16)})`);

@@ -180,7 +180,8 @@ const FEATURE_MINSZ = 8;
 function deviceFeature(device: VfioDevice, task: Task, arg: bigint): number {
   const feature = copyArgszIn(task, arg, vfio_device_feature, FEATURE_MINSZ);
   const { flags } = feature;
-  const known = VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE;
+  const known =
+    VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE;
   if (flags & ~known) return fail('EINVAL');
   const getAndSet = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET;
   if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && (flags & getAndSet) === getAndSet) return fail('EINVAL');
