@@ -104,6 +104,10 @@ export class Struct<T extends object = StructValue> {
   /** The trailing flexible array member, if the C struct has one. */
   readonly flexible?: FlexibleArray;
   private readonly byName: ReadonlyMap<string, Field>;
+  /** Codecs specialized to this field table, for structs of scalars and byte arrays. */
+  private readonly compiled: CompiledCodec | null;
+  /** The view of the buffer last used: scratch buffers reused per call need no new DataView. */
+  private readonly lastView: { bytes: Uint8Array | null; view: DataView | null } = { bytes: null, view: null };
 
   constructor(
     readonly name: string,
@@ -150,6 +154,7 @@ export class Struct<T extends object = StructValue> {
     this.align = align;
     this.size = roundUp(cursor, align);
     this.byName = new Map(fields.map((f) => [f.name, f]));
+    this.compiled = fields.every(isFlat) ? compileCodec(fields) : null;
     Object.freeze(this);
   }
 
@@ -174,14 +179,30 @@ export class Struct<T extends object = StructValue> {
    * the kernel's zero-filled copy of a short user struct behaves.
    */
   decode(bytes: Uint8Array, offset = 0): T {
-    return this.read(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), offset) as T;
+    const view = this.viewOf(bytes);
+    if (this.compiled && offset + this.size <= bytes.byteLength) return this.compiled.read(bytes, view, offset) as T;
+    return this.read(view, offset) as T;
   }
 
-  /** Encodes `value` (missing fields are zero) into `into` at `offset`, or into a new buffer. */
+  /**
+   * Encodes `value` into `into` at `offset`, or into a new (zeroed) buffer. Fields missing from
+   * `value` are left as they are in `into`.
+   */
   encode(value: EncodeValue<T>, into?: Uint8Array, offset = 0): Uint8Array {
     const bytes = into ?? new Uint8Array(this.size);
-    this.write(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), value as StructValue, offset);
+    const view = this.viewOf(bytes);
+    if (this.compiled && offset + this.size <= bytes.byteLength) this.compiled.write(bytes, view, value, offset);
+    else this.write(view, value as StructValue, offset);
     return bytes;
+  }
+
+  private viewOf(bytes: Uint8Array): DataView {
+    const last = this.lastView;
+    if (last.bytes !== bytes) {
+      last.bytes = bytes;
+      last.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+    return last.view!;
   }
 
   // Embedded structs share the outer view.
@@ -252,6 +273,65 @@ function normalize(spec: FieldSpec): {
   }
   const s = spec as Exclude<FieldSpec, readonly unknown[]>;
   return { name: s.name, type: s.type, count: s.count ?? 0, ...(s.offset === undefined ? {} : { offset: s.offset }) };
+}
+
+interface CompiledCodec {
+  read(bytes: Uint8Array, view: DataView, offset: number): StructValue;
+  write(bytes: Uint8Array, view: DataView, value: object, offset: number): void;
+}
+
+function isFlat(f: Field): boolean {
+  return f.type !== 'struct' && (f.count === 0 || f.type === 'u8');
+}
+
+/**
+ * Generates a reader and a writer with every offset and accessor resolved (the ioctl paths
+ * decode a struct per call; a walk over the field list costs several times more). The code is
+ * derived from the field table alone, so it cannot disagree with the generic path.
+ */
+function compileCodec(fields: readonly Field[]): CompiledCodec {
+  const reads = fields.map((f) => `${JSON.stringify(f.name)}: ${compiledRead(f)}`);
+  const writes = fields.map((f) => {
+    const value = `o[${JSON.stringify(f.name)}]`;
+    return `if (${value} !== undefined) ${compiledWrite(f, value)}`;
+  });
+  return {
+    read: new Function('b', 'v', 'p', `return { ${reads.join(', ')} };`) as CompiledCodec['read'],
+    write: new Function('b', 'v', 'o', 'p', writes.join('\n')) as CompiledCodec['write'],
+  };
+}
+
+const DATAVIEW_GETTER: Record<ScalarType, string> = {
+  u8: 'getUint8',
+  s8: 'getInt8',
+  u16: 'getUint16',
+  s16: 'getInt16',
+  u32: 'getUint32',
+  s32: 'getInt32',
+  u64: 'getBigUint64',
+  s64: 'getBigInt64',
+};
+
+function compiledRead(f: Field): string {
+  const at = `p + ${f.offset}`;
+  if (f.count) return `b.slice(${at}, ${at} + ${f.count})`;
+  return `v.${DATAVIEW_GETTER[f.type as ScalarType]}(${at}${f.size > 1 ? ', true' : ''})`;
+}
+
+function compiledWrite(f: Field, value: string): string {
+  const at = `p + ${f.offset}`;
+  if (f.count) return `{ for (let i = 0; i < ${f.count}; i++) b[${at} + i] = ${value}[i] ?? 0; }`;
+  switch (f.size) {
+    case 1:
+      return `v.setUint8(${at}, Number(${value}) & 0xff);`;
+    case 2:
+      return `v.setUint16(${at}, Number(${value}) & 0xffff, true);`;
+    case 4:
+      return `v.setUint32(${at}, typeof ${value} === 'number' ? ${value} >>> 0 : Number(BigInt.asUintN(32, ${value})), true);`;
+    default:
+      // setBigUint64 wraps modulo 2^64 by itself (ToBigUint64).
+      return `v.setBigUint64(${at}, typeof ${value} === 'number' ? BigInt(Math.trunc(${value})) : ${value}, true);`;
+  }
 }
 
 function roundUp(n: number, a: number): number {
@@ -333,7 +413,7 @@ function writeScalar(view: DataView, at: number, type: ScalarType, v: number | b
       return;
     case 'u64':
     case 's64':
-      view.setBigUint64(at, BigInt.asUintN(64, typeof v === 'number' ? BigInt(Math.trunc(v)) : v), true);
+      view.setBigUint64(at, typeof v === 'number' ? BigInt(Math.trunc(v)) : v, true);
       return;
   }
 }
