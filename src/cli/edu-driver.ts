@@ -62,8 +62,9 @@ export class EduDriver {
   }
 
   read32(offset: number): number {
-    this.b4.set(this.proc.memory.read(this.at(offset), 4));
-    return this.v4.getUint32(0, true);
+    // Decoded in place: the read already returns a fresh array, no need to copy it again.
+    const b = this.proc.memory.read(this.at(offset), 4);
+    return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
   }
 
   write32(offset: number, value: number): void {

@@ -186,9 +186,14 @@ export class MmioObject implements MemoryObject {
   }
 }
 
-/** The widest naturally aligned access (8/4/2/1) at `at` with `left` bytes to go. */
+/**
+ * The widest naturally aligned access (8/4/2/1) at `at` with `left` bytes to go. Alignment is
+ * tested on the low bits (exact for any offset below 2^53): `%` on an offset that is not a small
+ * integer is a floating-point remainder, a slow call on the register hot path.
+ */
 function accessWidth(at: number, left: number): number {
-  return left >= 8 && at % 8 === 0 ? 8 : left >= 4 && at % 4 === 0 ? 4 : left >= 2 && at % 2 === 0 ? 2 : 1;
+  const low = at & 7;
+  return left >= 8 && low === 0 ? 8 : left >= 4 && (low & 3) === 0 ? 4 : left >= 2 && (low & 1) === 0 ? 2 : 1;
 }
 
 /**

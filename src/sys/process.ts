@@ -202,12 +202,15 @@ function bytesOf(v: unknown): Uint8Array {
 
 /** A user address as a number; anything that cannot be one faults (mm checks the range). */
 function addrOf(addr: unknown): number {
-  if (typeof addr === 'bigint') return addr >= 0n && addr <= MAX_ADDRESS ? Number(addr) : fault();
+  if (typeof addr === 'bigint') {
+    // One conversion instead of two bigint comparisons: rounding is monotonic and 2^53 is exact,
+    // so a bigint outside [0, MAX_SAFE_INTEGER] converts to a number outside it too.
+    const n = Number(addr);
+    return n >= 0 && n <= Number.MAX_SAFE_INTEGER ? n : fault();
+  }
   if (typeof addr === 'number' && Number.isSafeInteger(addr) && addr >= 0) return addr;
   return fault();
 }
-
-const MAX_ADDRESS = BigInt(Number.MAX_SAFE_INTEGER);
 
 function fault(): never {
   throw new SyscallError(Errno.EFAULT);

@@ -188,13 +188,15 @@ export class IommuDomain {
    * range is mapped with the needed permission and, if so, calls `visit` once per mapping piece in
    * IOVA order and (for writes, while tracking) sets dirty bits. Returns null on success; on a
    * fault nothing is visited and the fault is returned. All-or-nothing: a DMA either moves all its
-   * bytes or none.
+   * bytes or none. `iovaNumber` is `Number(iova)`, for a caller that has already converted it
+   * (a bigint-to-number conversion is a runtime call).
    */
   access(
     iova: bigint,
     length: number,
     write: boolean,
     visit: (object: MemoryObject, offset: number, length: number, done: number) => void,
+    iovaNumber = Number(iova),
   ): DomainFault | null {
     this.checkLive();
     if (length <= 0) return null;
@@ -202,7 +204,7 @@ export class IommuDomain {
     if (hot !== undefined && hot.value.iovaNumber >= 0) {
       // Fast path, in plain numbers: the access falls inside the mapping the last one used.
       const state = hot.value;
-      const at = Number(iova);
+      const at = iovaNumber;
       const rel = at - state.iovaNumber;
       if (
         at <= Number.MAX_SAFE_INTEGER &&

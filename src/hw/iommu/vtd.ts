@@ -242,7 +242,7 @@ export class VtdIommu {
     if (inWindow) return this.fault(requesterId, iova, write, write ? 'interrupt-remap' : 'interrupt-read', domain);
     if (beyond) return this.fault(requesterId, iova, write, 'aperture', domain);
     if (!domain) return this.fault(requesterId, iova, write, 'blocked', domain);
-    const failed = domain.access(iova, length, write, visit);
+    const failed = domain.access(iova, length, write, visit, at);
     return failed ? this.fault(requesterId, failed.iova, write, failed.reason, domain) : null;
   }
 
