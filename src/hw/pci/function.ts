@@ -220,7 +220,8 @@ export abstract class PciFunction {
 
   /** True while the given COMMAND decode bit (MEMORY or IO) is set. */
   decodes(bit: number): boolean {
-    return (this.config.get16(PCI_COMMAND) & bit) !== 0;
+    // MEMORY and IO are both in COMMAND's low byte; BAR decode asks on every register access.
+    return (this.config.bytes[PCI_COMMAND]! & bit) !== 0;
   }
 
   // --- BARs ---

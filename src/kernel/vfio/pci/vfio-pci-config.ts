@@ -644,7 +644,10 @@ function basicConfigWrite(
 export function memoryEnabled(vdev: VfioPciCoreDevice): boolean {
   const state = vdev.config;
   if (!state || vdev.powerState >= PCI_D3HOT) return false;
-  return (state.get(PCI_COMMAND, 2) & PCI_COMMAND_MEMORY) !== 0;
+  // MEMORY is in COMMAND's low byte: one byte test instead of a 16-bit read, since every access
+  // through a mapped BAR asks. Reading vconfig itself (no cached copy) keeps every writer of
+  // COMMAND (config writes, reset and restore paths) seen at once.
+  return (state.vconfig[PCI_COMMAND]! & PCI_COMMAND_MEMORY) !== 0;
 }
 
 // --- capabilities with behaviour ---
