@@ -108,8 +108,12 @@ test('mmap argument checks', () => {
   const proc = Host.create().spawn();
   assert.throws(() => proc.mmap(0, RW, ANON), { code: 'EINVAL', syscall: 'mmap' });
   assert.throws(() => proc.mmap(4096, RW, MAP_ANONYMOUS), { code: 'EINVAL' });
-  assert.throws(() => proc.mmap(4096, RW, ANON | MAP_SHARED), { code: 'EINVAL' });
-  assert.throws(() => proc.mmap(4096, 8, ANON), { code: 'EINVAL' });
+  // Unknown prot bits are not looked at by mmap; MAP_SHARED_VALIDATE refuses unknown flags.
+  assert.equal(typeof proc.mmap(4096, RW | 8, ANON), 'bigint');
+  // MAP_SHARED | MAP_PRIVATE is MAP_SHARED_VALIDATE.
+  assert.equal(typeof proc.mmap(4096, RW, ANON | MAP_SHARED), 'bigint');
+  assert.throws(() => proc.mmap(4096, RW, MAP_ANONYMOUS | 0x03 | 0x200), { code: 'EOPNOTSUPP' });
+  assert.throws(() => proc.mmap(4096, RW, MAP_ANONYMOUS | 0x04), { code: 'EINVAL' });
   assert.throws(() => proc.mmap(1n << 60n, RW, ANON), { code: 'ENOMEM' });
   assert.throws(() => proc.mmap(4096, RW, MAP_SHARED, 55), { code: 'EBADF' });
   const efd = proc.eventfd();

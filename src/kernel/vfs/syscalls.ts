@@ -12,8 +12,6 @@ import {
   MAP_PRIVATE,
   MAP_SHARED,
   pageAlignUp,
-  PROT_EXEC,
-  PROT_READ,
   PROT_WRITE,
   TASK_SIZE,
 } from './mm.js';
@@ -26,6 +24,11 @@ export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_NONBLOCK = 0x800;
 export const O_CLOEXEC = 0x80000;
+
+const MAP_TYPE = 0x0f;
+const MAP_SHARED_VALIDATE = 0x03;
+/** Every mmap flag of the x86-64 uapi, hugetlb page-size bits (26..31) included. */
+const KNOWN_MAP_FLAGS = 0x1ff973 | (0x3f << 26);
 
 /** read/write never move more than this in one call (MAX_RW_COUNT). */
 export const MAX_RW_COUNT = 0x7ffff000;
@@ -104,9 +107,11 @@ export function sysMmap(
   if (length === 0n) return fail('EINVAL');
   if (length < 0n || length > BigInt(TASK_SIZE)) return fail('ENOMEM');
   if (offset < 0n || offset % BigInt(PAGE_SIZE)) return fail('EINVAL');
-  if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) return fail('EINVAL');
-  const type = flags & (MAP_SHARED | MAP_PRIVATE);
-  if (type !== MAP_SHARED && type !== MAP_PRIVATE) return fail('EINVAL');
+  // do_mmap(): MAP_TYPE must be SHARED, PRIVATE or SHARED_VALIDATE (which also refuses
+  // flags the kernel does not know with EOPNOTSUPP); other prot bits are not looked at.
+  const type = flags & MAP_TYPE;
+  if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return fail('EINVAL');
+  if (type === MAP_SHARED_VALIDATE && flags & ~KNOWN_MAP_FLAGS) return fail('EOPNOTSUPP');
   const len = pageAlignUp(Number(length));
   if (offset + BigInt(len) > 0xffffffffffffffffn) return fail('EOVERFLOW');
   const hint = flags & MAP_FIXED ? Number(addr) : 0;
@@ -118,7 +123,7 @@ export function sysMmap(
   const file = task.files.get(fd);
   // do_mmap(): a shared writable mapping needs a file open for writing; any mapping one open
   // for reading.
-  if (type === MAP_SHARED && prot & PROT_WRITE && !file.fmodeWrite) return fail('EACCES');
+  if (type !== MAP_PRIVATE && prot & PROT_WRITE && !file.fmodeWrite) return fail('EACCES');
   if (!file.fmodeRead) return fail('EACCES');
   const mapping = file.mmap(task, { length: len, prot, flags, offset });
   return BigInt(task.mm.map(hint, len, prot, flags, mapping.object, mapping.offset, file));
