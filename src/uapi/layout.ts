@@ -106,8 +106,14 @@ export class Struct<T extends object = StructValue> {
   private readonly byName: ReadonlyMap<string, Field>;
   /** Codecs specialized to this field table, for structs of scalars and byte arrays. */
   private readonly compiled: CompiledCodec | null;
-  /** The view of the buffer last used: scratch buffers reused per call need no new DataView. */
-  private readonly lastView: { bytes: Uint8Array | null; view: DataView | null } = { bytes: null, view: null };
+  /**
+   * Views of the two buffers last used: scratch buffers reused on every call (a command's input
+   * and its response) need no new DataView.
+   */
+  private readonly recentViews: [ViewCacheEntry, ViewCacheEntry] = [
+    { bytes: null, view: null },
+    { bytes: null, view: null },
+  ];
 
   constructor(
     readonly name: string,
@@ -197,12 +203,15 @@ export class Struct<T extends object = StructValue> {
   }
 
   private viewOf(bytes: Uint8Array): DataView {
-    const last = this.lastView;
-    if (last.bytes !== bytes) {
-      last.bytes = bytes;
-      last.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const [newest, older] = this.recentViews;
+    if (newest.bytes === bytes) return newest.view!;
+    if (older.bytes !== bytes) {
+      older.bytes = bytes;
+      older.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     }
-    return last.view!;
+    this.recentViews[0] = older;
+    this.recentViews[1] = newest;
+    return older.view!;
   }
 
   // Embedded structs share the outer view.
@@ -273,6 +282,11 @@ function normalize(spec: FieldSpec): {
   }
   const s = spec as Exclude<FieldSpec, readonly unknown[]>;
   return { name: s.name, type: s.type, count: s.count ?? 0, ...(s.offset === undefined ? {} : { offset: s.offset }) };
+}
+
+interface ViewCacheEntry {
+  bytes: Uint8Array | null;
+  view: DataView | null;
 }
 
 interface CompiledCodec {
