@@ -3,12 +3,11 @@
  * for ioctl structs, struct round trips through process memory, the cdev bind/attach steps, and
  * the end-of-test leak check.
  */
-import assert from 'node:assert/strict';
 import { Host } from '../../src/host.js';
 import type { Topology } from '../../src/topology.js';
 import type { Process } from '../../src/sys/process.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../src/kernel/vfs/mm.js';
 import type { EncodeValue, Struct } from '../../src/uapi/layout.js';
+import { ANON, assertHostClean, ProcessEnv, RW } from '../support/process-env.js';
 import {
   IOMMU_IOAS_ALLOC,
   IOMMU_IOAS_MAP,
@@ -29,9 +28,7 @@ import {
   vfio_device_detach_iommufd_pt,
 } from '../../src/uapi/vfio.js';
 
-export const RW = PROT_READ | PROT_WRITE;
-export const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-export const PAGE = 4096;
+export { ANON, PAGE, RW } from '../support/process-env.js';
 export const MAP_RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 export const FIXED_RW = MAP_RW | IOMMU_IOAS_MAP_FIXED_IOVA;
 export const U64_MAX = 0xffffffffffffffffn;
@@ -58,30 +55,17 @@ export interface MapArgs {
 }
 
 /** A process with /dev/iommu open and four pages of scratch memory. */
-export class Env {
-  readonly scratch: bigint;
+export class Env extends ProcessEnv {
   readonly iommufd: number;
 
-  constructor(
-    readonly host: Host,
-    readonly proc: Process,
-  ) {
-    this.scratch = proc.mmap(4 * PAGE, RW, ANON);
+  constructor(host: Host, proc: Process) {
+    super(host, proc);
     this.iommufd = proc.open('/dev/iommu');
   }
 
   static create(topology: Topology = TOPOLOGY, spawn: Parameters<Host['spawn']>[0] = {}): Env {
     const host = createHost(topology);
     return new Env(host, host.spawn(spawn));
-  }
-
-  put<T extends object>(struct: Struct<T>, value: EncodeValue<T>, at = this.scratch): bigint {
-    this.proc.memory.write(at, struct.encode(value));
-    return at;
-  }
-
-  get<T extends object>(struct: Struct<T>, at = this.scratch): T {
-    return struct.decode(this.proc.memory.read(at, struct.size));
   }
 
   /**
@@ -169,16 +153,7 @@ export class Env {
 /** After every process exits: no files, no charges, no IOMMU state, no internal errors. */
 export function leakCheck(host: Host, procs: Process[]): void {
   for (const p of procs) p.exit();
-  const usage = host.usage();
-  assert.deepEqual(usage, {
-    processes: 0,
-    openFiles: 0,
-    lockedPages: 0,
-    iommuMappings: 0,
-    iommuDomains: 0,
-    iommuAttachments: 0,
-  });
-  assert.deepEqual(host.kernel.oopses, []);
+  assertHostClean(host);
 }
 
 export function u64(value: bigint): Uint8Array {

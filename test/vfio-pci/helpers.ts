@@ -3,12 +3,10 @@
  * container/group path (or its cdev), struct round trips through process memory, region
  * offsets, eventfd helpers, and the end-of-test leak check.
  */
-import assert from 'node:assert/strict';
 import { Host } from '../../src/host.js';
 import type { Topology } from '../../src/topology.js';
-import type { Process } from '../../src/sys/process.js';
-import { registerIommufd } from '../../src/kernel/iommufd/main.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../src/kernel/vfs/mm.js';
+import { MAP_SHARED } from '../../src/kernel/vfs/mm.js';
+import { ProcessEnv } from '../support/process-env.js';
 import type { EncodeValue, Struct } from '../../src/uapi/layout.js';
 import {
   VFIO_DEVICE_SET_IRQS,
@@ -22,10 +20,8 @@ import {
   vfio_irq_set,
 } from '../../src/uapi/vfio.js';
 
-export const RW = PROT_READ | PROT_WRITE;
-export const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
+export { ANON, PAGE, RW, assertHostClean, exitAndCheck } from '../support/process-env.js';
 export const SHARED = MAP_SHARED;
-export const PAGE = 4096;
 export const BDF = '0000:00:03.0';
 
 /** The region offset of `index` plus `offset` (index << 40). */
@@ -60,32 +56,23 @@ export function s32s(values: readonly number[]): Uint8Array {
   return out;
 }
 
-export class Env {
-  readonly scratch: bigint;
-
-  constructor(
-    readonly host: Host,
-    readonly proc: Process,
-  ) {
-    this.scratch = proc.mmap(4 * PAGE, RW, ANON);
-  }
-
+export class Env extends ProcessEnv {
   static create(topology?: Topology, spawn: Parameters<Host['spawn']>[0] = {}): Env {
     const host = Host.create(topology);
-    if (!host.kernel.nodePaths().includes('/dev/iommu')) registerIommufd(host.kernel);
     return new Env(host, host.spawn(spawn));
   }
 
   /** Writes `value` as `struct` (zeroing 256 bytes after it first) at `at`; returns `at`. */
-  put<T extends object>(struct: Struct<T>, value: EncodeValue<T>, at = this.scratch, tail?: Uint8Array): bigint {
+  override put<T extends object>(
+    struct: Struct<T>,
+    value: EncodeValue<T>,
+    at = this.scratch,
+    tail?: Uint8Array,
+  ): bigint {
     this.proc.memory.write(at, new Uint8Array(struct.size + 256));
     this.proc.memory.write(at, struct.encode(value));
     if (tail) this.proc.memory.write(at + BigInt(struct.size), tail);
     return at;
-  }
-
-  get<T extends object>(struct: Struct<T>, at = this.scratch): T {
-    return struct.decode(this.proc.memory.read(at, struct.size));
   }
 
   /** ioctl with `value` encoded (argsz defaults to the struct size); returns the struct after. */
@@ -93,11 +80,6 @@ export class Env {
     const v = { argsz: struct.size, ...value } as EncodeValue<T>;
     this.proc.ioctl(fd, request, this.put(struct, v, this.scratch, tail));
     return this.get(struct);
-  }
-
-  putString(text: string, at = this.scratch): bigint {
-    this.proc.memory.write(at, new Uint8Array([...Buffer.from(text, 'latin1'), 0]));
-    return at;
   }
 
   /** Container + group, IOMMU set: {container, group}. */
@@ -175,17 +157,4 @@ export class Env {
   barWrite32(device: number, offset: number, value: number): number {
     return this.proc.pwrite(device, le32(value), region(BAR0, offset));
   }
-}
-
-/** After every process exited: nothing open, pinned, charged, mapped, attached or remapped. */
-export function assertHostClean(host: Host): void {
-  assert.deepEqual(host.kernel.oopses, []);
-  const usage = host.usage() as unknown as Record<string, number>;
-  for (const [what, count] of Object.entries(usage)) assert.equal(count, 0, `host still holds ${count} ${what}`);
-  assert.equal(host.machine.iommu.irqRemap.allocated, 0, 'interrupt remapping entries left');
-}
-
-export function exitAndCheck(env: Env): void {
-  env.proc.exit();
-  assertHostClean(env.host);
 }

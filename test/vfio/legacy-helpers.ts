@@ -3,12 +3,9 @@
  * scratch page for ioctl structs, struct encode/decode through process memory, the usual
  * container + group setup, and the end-of-test leak check.
  */
-import assert from 'node:assert/strict';
 import { Host } from '../../src/host.js';
 import type { Topology } from '../../src/topology.js';
-import type { Process } from '../../src/sys/process.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../src/kernel/vfs/mm.js';
-import type { EncodeValue, Struct } from '../../src/uapi/layout.js';
+import { ANON, ProcessEnv, RW } from '../support/process-env.js';
 import {
   VFIO_DMA_MAP_FLAG_READ,
   VFIO_DMA_MAP_FLAG_WRITE,
@@ -21,10 +18,8 @@ import {
   vfio_iommu_type1_dma_unmap,
 } from '../../src/uapi/vfio.js';
 
-export const RW = PROT_READ | PROT_WRITE;
-export const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
+export { ANON, PAGE, RW, assertHostClean, exitAndCheck } from '../support/process-env.js';
 export const DMA_RW = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
-export const PAGE = 4096;
 
 /** Two edu devices in groups of their own plus a two-function group (the default topology). */
 export const TOPOLOGY: Topology = {
@@ -37,43 +32,11 @@ export const TOPOLOGY: Topology = {
 };
 export const BDF = '0000:00:03.0';
 
-/** A process and a page of scratch memory for ioctl arguments. */
-export class Env {
-  readonly scratch: bigint;
-
-  constructor(
-    readonly host: Host,
-    readonly proc: Process,
-  ) {
-    this.scratch = proc.mmap(4 * PAGE, RW, ANON);
-  }
-
+/** A process with scratch memory, plus the usual container + group + type1 calls. */
+export class Env extends ProcessEnv {
   static create(topology: Topology = TOPOLOGY, spawn: Parameters<Host['spawn']>[0] = {}): Env {
     const host = Host.create(topology);
     return new Env(host, host.spawn(spawn));
-  }
-
-  /** Writes `value` encoded as `struct` at `at` (default: the scratch page); returns the address. */
-  put<T extends object>(struct: Struct<T>, value: EncodeValue<T>, at = this.scratch): bigint {
-    this.proc.memory.write(at, struct.encode(value));
-    return at;
-  }
-
-  get<T extends object>(struct: Struct<T>, at = this.scratch): T {
-    return struct.decode(this.proc.memory.read(at, struct.size));
-  }
-
-  /** Writes a NUL-terminated string; returns its address. */
-  putString(text: string, at = this.scratch): bigint {
-    this.proc.memory.write(at, new Uint8Array([...Buffer.from(text, 'latin1'), 0]));
-    return at;
-  }
-
-  putS32(value: number, at = this.scratch): bigint {
-    const bytes = new Uint8Array(4);
-    new DataView(bytes.buffer).setInt32(0, value, true);
-    this.proc.memory.write(at, bytes);
-    return at;
   }
 
   /** Opens the container and group `groupId`, joins them, and selects `iommuType` (0: none). */
@@ -102,17 +65,4 @@ export class Env {
   buffer(length: number, prot = RW): bigint {
     return this.proc.mmap(length, prot, ANON);
   }
-}
-
-/** After every process exited: nothing open, pinned, charged, mapped or attached; no oops. */
-export function assertHostClean(host: Host): void {
-  assert.deepEqual(host.kernel.oopses, []);
-  const usage = host.usage() as unknown as Record<string, number>;
-  for (const [what, count] of Object.entries(usage)) assert.equal(count, 0, `host still holds ${count} ${what}`);
-}
-
-/** Exits the env's process and checks the host returned to empty. */
-export function exitAndCheck(env: Env): void {
-  env.proc.exit();
-  assertHostClean(env.host);
 }
