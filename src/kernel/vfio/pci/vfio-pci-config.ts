@@ -14,18 +14,28 @@
  * from hardware except their header, and drop writes.
  */
 import {
+  PCI_AF_CAP,
+  PCI_AF_CAP_FLR,
+  PCI_AF_CAP_TP,
+  PCI_AF_CTRL,
+  PCI_AF_CTRL_FLR,
   PCI_BASE_ADDRESS_0,
   PCI_BASE_ADDRESS_MEM_PREFETCH,
   PCI_BASE_ADDRESS_MEM_TYPE_64,
   PCI_BASE_ADDRESS_SPACE_IO,
   PCI_BIST,
   PCI_CACHE_LINE_SIZE,
+  PCI_CAPABILITY_LIST,
+  PCI_CAP_FLAGS,
+  PCI_CAP_ID_AF,
   PCI_CAP_ID_EXP,
+  PCI_CAP_ID_MAX,
   PCI_CAP_ID_MSI,
   PCI_CAP_ID_MSIX,
   PCI_CAP_ID_PM,
   PCI_CAP_ID_VNDR,
-  PCI_CAPABILITY_LIST,
+  PCI_CAP_LIST_ID,
+  PCI_CAP_LIST_NEXT,
   PCI_CFG_SPACE_EXP_START,
   PCI_COMMAND,
   PCI_COMMAND_INTX_DISABLE,
@@ -33,6 +43,30 @@ import {
   PCI_COMMAND_MEMORY,
   PCI_CONFIG_SPACE_SIZE,
   PCI_DEVICE_ID,
+  PCI_ERR_CAP,
+  PCI_ERR_COR_MASK,
+  PCI_ERR_COR_STATUS,
+  PCI_ERR_ROOT_COMMAND,
+  PCI_ERR_UNCOR_MASK,
+  PCI_ERR_UNCOR_SEVER,
+  PCI_ERR_UNCOR_STATUS,
+  PCI_EXP_DEVCAP,
+  PCI_EXP_DEVCAP_FLR,
+  PCI_EXP_DEVCTL,
+  PCI_EXP_DEVCTL2,
+  PCI_EXP_DEVCTL2_ARI,
+  PCI_EXP_DEVCTL_BCR_FLR,
+  PCI_EXP_DEVCTL_PAYLOAD,
+  PCI_EXP_DEVCTL_PHANTOM,
+  PCI_EXP_DEVCTL_READRQ,
+  PCI_EXP_FLAGS,
+  PCI_EXP_FLAGS_TYPE,
+  PCI_EXP_FLAGS_VERS,
+  PCI_EXP_TYPE_RC_END,
+  PCI_EXT_CAP_ID_DVSEC,
+  PCI_EXT_CAP_ID_ERR,
+  PCI_EXT_CAP_ID_PWR,
+  PCI_EXT_CAP_ID_VNDR,
   PCI_INTERRUPT_LINE,
   PCI_INTERRUPT_PIN,
   PCI_LATENCY_TIMER,
@@ -51,72 +85,36 @@ import {
   PCI_MSI_PENDING_32,
   PCI_MSI_PENDING_64,
   PCI_NUM_BARS,
+  PCI_PM_CAP_PME_MASK,
+  PCI_PM_CTRL,
+  PCI_PM_CTRL_PME_ENABLE,
+  PCI_PM_CTRL_PME_STATUS,
+  PCI_PM_CTRL_STATE_MASK,
+  PCI_PM_PMC,
+  PCI_PWR_DATA,
   PCI_ROM_ADDRESS,
   PCI_STATUS,
   PCI_STATUS_CAP_LIST,
   PCI_STD_HEADER_SIZEOF,
   PCI_VENDOR_ID,
+  PCI_VPD_ADDR,
+  PCI_VPD_DATA,
+  PCI_X_CMD,
+  PCI_X_ECC_CSR,
 } from '../../../hw/pci/regs.js';
 import type { PciFunction } from '../../../hw/pci/function.js';
 import { fail } from '../../../uapi/errno.js';
 import type { VfioPciCoreDevice } from './vfio-pci-core.js';
 import { vfioPciIntxMask, vfioPciIntxUnmask } from './vfio-pci-intrs.js';
 
-// --- pci_regs.h registers the hardware layer does not name (offsets inside their capability) ---
-const PCI_CAP_LIST_ID = 0;
-const PCI_CAP_LIST_NEXT = 1;
-const PCI_CAP_FLAGS = 2;
-const PCI_PM_PMC = 2;
-const PCI_PM_CAP_PME_MASK = 0xf800;
-const PCI_PM_CTRL = 4;
-const PCI_PM_CTRL_STATE_MASK = 0x0003;
-const PCI_PM_CTRL_PME_ENABLE = 0x0100;
-const PCI_PM_CTRL_PME_STATUS = 0x8000;
-const PCI_VPD_ADDR = 2;
-const PCI_VPD_DATA = 4;
-const PCI_X_CMD = 2;
-const PCI_X_ECC_CSR = 4;
-const PCI_EXP_FLAGS = 2;
-const PCI_EXP_FLAGS_VERS = 0x000f;
-const PCI_EXP_FLAGS_TYPE = 0x00f0;
-const PCI_EXP_TYPE_RC_END = 0x9;
-const PCI_EXP_DEVCAP = 4;
-const PCI_EXP_DEVCAP_FLR = 0x10000000;
-const PCI_EXP_DEVCTL = 8;
-const PCI_EXP_DEVCTL_PAYLOAD = 0x00e0;
-const PCI_EXP_DEVCTL_PHANTOM = 0x0200;
-const PCI_EXP_DEVCTL_READRQ = 0x7000;
-const PCI_EXP_DEVCTL_BCR_FLR = 0x8000;
-const PCI_EXP_DEVCTL2 = 0x28;
-const PCI_EXP_DEVCTL2_ARI = 0x0020;
-const PCI_AF_CAP = 3;
-const PCI_AF_CAP_TP = 0x01;
-const PCI_AF_CAP_FLR = 0x02;
-const PCI_AF_CTRL = 4;
-const PCI_AF_CTRL_FLR = 0x01;
-const PCI_ERR_UNCOR_STATUS = 0x04;
-const PCI_ERR_UNCOR_MASK = 0x08;
-const PCI_ERR_UNCOR_SEVER = 0x0c;
-const PCI_ERR_COR_STATUS = 0x10;
-const PCI_ERR_COR_MASK = 0x14;
-const PCI_ERR_CAP = 0x18;
-const PCI_ERR_ROOT_COMMAND = 0x2c;
 /** Every uncorrectable error status bit from Undefined to TLP Prefix Blocked. */
 const PCI_ERR_UNC_WRITABLE = 0x03fff031;
 const PCI_ERR_COR_WRITABLE = 0xf1c1;
 const PCI_ERR_CAP_ECRC_GENE_CHKE = 0x0140;
-const PCI_PWR_DATA = 4;
 
 export const PCI_CAP_ID_BASIC = 0;
-const PCI_CAP_ID_AF = 0x13;
-const PCI_CAP_ID_MAX = 0x14;
 /** Map value of bytes no capability owns: raw pass-through. */
 export const PCI_CAP_ID_INVALID = 0xff;
-
-const PCI_EXT_CAP_ID_ERR = 0x01;
-const PCI_EXT_CAP_ID_PWR = 0x04;
-const PCI_EXT_CAP_ID_VNDR = 0x0b;
-const PCI_EXT_CAP_ID_DVSEC = 0x23;
 
 /** PCI power states as pci_power_t numbers them. */
 export const PCI_D0 = 0;

@@ -21,6 +21,10 @@ import {
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
   PCI_INTERRUPT_PIN,
+  PCI_MSIX_TABLE,
+  PCI_MSIX_TABLE_BIR,
+  PCI_PM_CTRL,
+  PCI_PM_CTRL_STATE_MASK,
   PCI_STD_HEADER_SIZEOF,
 } from '../../../hw/pci/regs.js';
 import { CapChainBuilder } from '../../../uapi/capability.js';
@@ -95,10 +99,6 @@ import {
   vfioPciWrite,
 } from './vfio-pci-rdwr.js';
 
-const PCI_PM_CTRL = 4;
-const PCI_PM_CTRL_STATE_MASK = 0x0003;
-const PCI_MSIX_TABLE = 4;
-const PCI_MSIX_TABLE_BIR = 0x7;
 const MSIX_ENTRY_SIZE = 16;
 const NO_MSIX_BAR = 0xff;
 

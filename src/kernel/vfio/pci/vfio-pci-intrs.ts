@@ -20,6 +20,8 @@ import {
   PCI_COMMAND,
   PCI_COMMAND_INTX_DISABLE,
   PCI_INTERRUPT_PIN,
+  PCI_MSIX_FLAGS,
+  PCI_MSIX_FLAGS_QSIZE,
   PCI_MSI_ADDRESS_HI,
   PCI_MSI_ADDRESS_LO,
   PCI_MSI_FLAGS,
@@ -53,8 +55,6 @@ import type { VfioPciCoreDevice } from './vfio-pci-core.js';
 import { virtualInterruptPin } from './vfio-pci-config.js';
 
 const U32_MAX = 0xffffffff;
-const PCI_MSIX_FLAGS = 2;
-const PCI_MSIX_FLAGS_QSIZE = 0x07ff;
 
 // --- eventfds held by the kernel ---
 
