@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SyscallError } from '../../src/uapi/errno.js';
+import { outcome } from '../support/process-env.js';
 import { IommufdFile } from '../../src/kernel/iommufd/main.js';
 import type { Ioas } from '../../src/kernel/iommufd/ioas.js';
 import { IOMMU_IOAS_COPY, iommu_ioas_copy, iommufdIoctlOps } from '../../src/uapi/iommufd.js';
@@ -40,16 +41,6 @@ interface Area {
 
 const BASE = 0x100000n;
 const SLOTS = 64;
-
-function errno(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    if (err instanceof SyscallError) return err.code;
-    throw err;
-  }
-}
 
 /** The kernel's view of one IOAS, for comparing with the model. */
 function kernelAreas(env: Env, ioasId: number): Area[] {
@@ -110,7 +101,7 @@ for (const seed of [1, 7, 0xc0ffee]) {
       if (op < 4) {
         const expect = overlaps(model, iova, length) ? 'EEXIST' : 'ok';
         assert.equal(
-          errno(() => env.map(ioas, { iova, length, va: buf + BigInt(rng.int(SLOTS - 8) * PAGE) })),
+          outcome(() => env.map(ioas, { iova, length, va: buf + BigInt(rng.int(SLOTS - 8) * PAGE) })),
           expect,
           what,
         );
@@ -141,7 +132,7 @@ for (const seed of [1, 7, 0xc0ffee]) {
         if (attached) env.detach(cdev);
         else
           assert.equal(
-            errno(() => env.attach(cdev, ioas)),
+            outcome(() => env.attach(cdev, ioas)),
             model.every((a) => !(a.iova & 0xfffn) && !(a.length & 0xfffn)) ? 'ok' : 'EADDRINUSE',
             what,
           );

@@ -3,7 +3,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IO } from '../../src/uapi/ioctl.js';
-import { SyscallError } from '../../src/uapi/errno.js';
 import {
   IOMMU_DESTROY,
   IOMMU_IOAS_ALLOC,
@@ -21,16 +20,7 @@ import {
 } from '../../src/uapi/iommufd.js';
 import type { EncodeValue } from '../../src/uapi/layout.js';
 import { Env, u64 } from './helpers.js';
-
-function outcome(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    if (err instanceof SyscallError) return err.code;
-    throw err;
-  }
-}
+import { outcome } from '../support/process-env.js';
 
 test('every command: size below the minimum is EINVAL, a non-zero tail E2BIG, a zero tail like sizeof', () => {
   for (const op of Object.values(iommufdIoctlOps)) {

@@ -5,7 +5,6 @@
 // vfio_compat_mock_domain with the same substitution.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SyscallError } from '../../src/uapi/errno.js';
 import {
   IOMMU_IOAS_ALLOW_IOVAS,
   IOMMU_IOAS_COPY,
@@ -40,6 +39,7 @@ import {
   vfio_iommu_type1_info,
 } from '../../src/uapi/vfio.js';
 import { Env, PAGE, U64_MAX } from './helpers.js';
+import { outcome } from '../support/process-env.js';
 
 const P = BigInt(PAGE);
 /** MOCK_APERTURE_START: inside the VT-d aperture too. */
@@ -47,16 +47,6 @@ const START = 1n << 24n;
 const BUFFER_SIZE = 16n * P;
 const MSI_LAST = 0xfedfffffn;
 const TOP = (1n << 39n) - 1n;
-
-function errno(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    if (err instanceof SyscallError) return err.code;
-    throw err;
-  }
-}
 
 interface Fixture {
   env: Env;
@@ -89,18 +79,18 @@ for (const domain of variants) {
     const { env, ioas, base, buffer } = fixture(domain);
     for (let i = 0n; i < 10n; i++)
       assert.equal(
-        errno(() => env.unmap(ioas, i * P, P)),
+        outcome(() => env.unmap(ioas, i * P, P)),
         'ENOENT',
       );
     for (let i = 0n; i < 10n; i++) env.map(ioas, { va: buffer, length: P, iova: base + i * P });
     for (let i = 0n; i < 10n; i++) assert.equal(env.unmap(ioas, base + i * P, P), P);
     env.map(ioas, { va: buffer, length: 2n * P, iova: base + 16n * P });
     assert.equal(
-      errno(() => env.unmap(ioas, base + 16n * P, P)),
+      outcome(() => env.unmap(ioas, base + 16n * P, P)),
       'ENOENT',
     );
     assert.equal(
-      errno(() => env.unmap(ioas, base + 17n * P, P)),
+      outcome(() => env.unmap(ioas, base + 17n * P, P)),
       'ENOENT',
     );
     for (const [length, at] of [
@@ -111,7 +101,7 @@ for (const domain of variants) {
       [3n, 15n],
     ] as const) {
       assert.equal(
-        errno(() => env.map(ioas, { va: buffer, length: length * P, iova: base + at * P })),
+        outcome(() => env.map(ioas, { va: buffer, length: length * P, iova: base + at * P })),
         'EEXIST',
       );
     }
@@ -120,11 +110,11 @@ for (const domain of variants) {
     const b = base + 4n * P;
     for (let i = 0n; i < 4n; i++) env.map(ioas, { va: buffer, length: 8n * P, iova: b + i * 16n * P });
     assert.equal(
-      errno(() => env.unmap(ioas, b - 4n * P, 8n * P)),
+      outcome(() => env.unmap(ioas, b - 4n * P, 8n * P)),
       'ENOENT',
     );
     assert.equal(
-      errno(() => env.unmap(ioas, b + 3n * 16n * P + 4n * P, 8n * P)),
+      outcome(() => env.unmap(ioas, b + 3n * 16n * P + 4n * P, 8n * P)),
       'ENOENT',
     );
     assert.equal(env.unmap(ioas, b - 4n * P, 3n * 16n * P + 12n * P), 32n * P);
@@ -152,7 +142,7 @@ for (const domain of variants) {
     };
     if (domain)
       assert.equal(
-        errno(() => allow({ start: 0xfe000000n, last: 0xff000000n })),
+        outcome(() => allow({ start: 0xfe000000n, last: 0xff000000n })),
         'EADDRINUSE',
       );
     allow(range);
@@ -197,14 +187,14 @@ for (const domain of variants) {
     }
     env.proc.memory.write(at, new Uint8Array(64));
     assert.equal(
-      errno(() => get(0)),
+      outcome(() => get(0)),
       'EMSGSIZE',
     );
     assert.equal(env.last(iommu_ioas_iova_ranges).num_iovas, domain ? 2 : 1);
     assert.deepEqual(range(0), { start: 0n, last: 0n });
     if (domain) {
       assert.equal(
-        errno(() => get(1)),
+        outcome(() => get(1)),
         'EMSGSIZE',
       );
       assert.equal(env.last(iommu_ioas_iova_ranges).num_iovas, 2);
@@ -227,14 +217,14 @@ for (const domain of variants) {
     option(IOMMU_OPTION_OP_SET, 0n);
     assert.equal(option(IOMMU_OPTION_OP_GET, 3n), 0n);
     assert.equal(
-      errno(() => option(IOMMU_OPTION_OP_SET, 2n)),
+      outcome(() => option(IOMMU_OPTION_OP_SET, 2n)),
       'EINVAL',
     );
     option(IOMMU_OPTION_OP_SET, 1n);
     for (let length = 1n; length < 2n * P; length++) {
       if (domain && length % P) {
         assert.equal(
-          errno(() => env.map(ioas, { va: buffer, length })),
+          outcome(() => env.map(ioas, { va: buffer, length })),
           'EINVAL',
         );
       } else {
@@ -245,14 +235,14 @@ for (const domain of variants) {
       env.map(ioas, { va: buffer, length: P, iova: START });
       option(IOMMU_OPTION_OP_SET, 0n);
       assert.equal(
-        errno(() => env.map(ioas, { va: buffer + 2048n, length: P, iova: START + P })),
+        outcome(() => env.map(ioas, { va: buffer + 2048n, length: P, iova: START + P })),
         'EINVAL',
       );
       option(IOMMU_OPTION_OP_SET, 0n);
       option(IOMMU_OPTION_OP_SET, 1n);
       env.map(ioas, { va: buffer + 2048n, length: P, iova: START + P });
       assert.equal(
-        errno(() => option(IOMMU_OPTION_OP_SET, 0n)),
+        outcome(() => option(IOMMU_OPTION_OP_SET, 0n)),
         'EADDRINUSE',
       );
     }
@@ -275,7 +265,7 @@ for (const domain of variants) {
           dst_iova: START,
         });
       if (iova < START || iova + 2047n > last) {
-        assert.equal(errno(copy), 'ENOENT', `src_iova 0x${iova.toString(16)}`);
+        assert.equal(outcome(copy), 'ENOENT', `src_iova 0x${iova.toString(16)}`);
       } else {
         copy();
         assert.equal(env.unmap(dst, START, 2048n), 2048n);
@@ -347,7 +337,7 @@ for (const version of [VFIO_TYPE1v2_IOMMU, VFIO_TYPE1_IOMMU]) {
     assert.equal(unmap(START, BUFFER_SIZE), 0n);
     map(START, buffer, BUFFER_SIZE);
     assert.equal(
-      errno(() => unmap(START, BUFFER_SIZE, VFIO_DMA_UNMAP_FLAG_ALL)),
+      outcome(() => unmap(START, BUFFER_SIZE, VFIO_DMA_UNMAP_FLAG_ALL)),
       'EINVAL',
     );
     assert.equal(unmap(0n, 0n, VFIO_DMA_UNMAP_FLAG_ALL), BUFFER_SIZE);
@@ -360,7 +350,7 @@ for (const version of [VFIO_TYPE1v2_IOMMU, VFIO_TYPE1_IOMMU]) {
     const huge = env.buffer(size);
     map(START, huge, size);
     for (const i of [3n, 0n, 15n, 7n]) {
-      const r = errno(() => unmap(START + (i * size) / 16n, size / 16n));
+      const r = outcome(() => unmap(START + (i * size) / 16n, size / 16n));
       assert.equal(r, version === VFIO_TYPE1_IOMMU ? 'ok' : 'ENOENT');
     }
     env.leakCheck();

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { Host } from '../../src/host.js';
 import type { Process } from '../../src/sys/process.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../src/kernel/vfs/mm.js';
+import { SyscallError } from '../../src/uapi/errno.js';
 import type { EncodeValue, Struct } from '../../src/uapi/layout.js';
 
 export const RW = PROT_READ | PROT_WRITE;
@@ -61,4 +62,15 @@ export function assertHostClean(host: Host): void {
 export function exitAndCheck(env: ProcessEnv): void {
   env.proc.exit();
   assertHostClean(env.host);
+}
+
+/** 'ok' when `fn` succeeds, else the errno code of the SyscallError it threw. */
+export function outcome(fn: () => unknown): string {
+  try {
+    fn();
+    return 'ok';
+  } catch (err) {
+    if (err instanceof SyscallError) return err.code;
+    throw err;
+  }
 }
