@@ -32,10 +32,6 @@ export class Kernel {
     this.nodes.set(path, open);
   }
 
-  unregisterNode(path: string): void {
-    this.nodes.delete(path);
-  }
-
   nodePaths(): string[] {
     return [...this.nodes.keys()];
   }
