@@ -36,6 +36,8 @@ export const EDU_DEVICE_ID = 0x11e8;
 /** Polls of DMA_CMD before giving up; the contract makes work visible at the next access. */
 const DMA_POLL_LIMIT = 1000;
 
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 /** Register block size: the addresses of all registers are computed once. */
 const REGISTER_SPAN = 0x100;
 
@@ -45,9 +47,15 @@ export class EduDriver {
   private readonly v4 = new DataView(this.b4.buffer);
   private readonly v8 = new DataView(this.b8.buffer);
   private readonly addresses: bigint[] = [];
-  /** The DMA register block (src, dst, count, cmd), written with one 32-byte store. */
-  private readonly dmaBlock = new DataView(new ArrayBuffer(32));
-  private readonly dmaBlockBytes = new Uint8Array(this.dmaBlock.buffer);
+  /**
+   * The DMA register block (src, dst, count, cmd as four little-endian u64), written with one
+   * 32-byte store. Filled through typed-array views (a few instructions, where DataView's u64
+   * setters are calls) on little-endian hosts, through a DataView on the others.
+   */
+  private readonly dmaBlockBytes = new Uint8Array(32);
+  private readonly dmaWords = new BigUint64Array(this.dmaBlockBytes.buffer);
+  private readonly dmaDwords = new Uint32Array(this.dmaBlockBytes.buffer);
+  private readonly dmaBlockView = new DataView(this.dmaBlockBytes.buffer);
 
   /** `bar0` is the address where BAR0 is mapped in `proc`. */
   constructor(
@@ -99,11 +107,23 @@ export class EduDriver {
   dma(ramIova: bigint, deviceAddr: bigint, count: number, toRam: boolean, irq = false): number {
     // The four registers are contiguous: one copy to the BAR reaches them as four 8-byte
     // stores in address order, so DMA_CMD (the one that starts the engine) is written last.
-    const block = this.dmaBlock;
-    block.setBigUint64(0, toRam ? deviceAddr : ramIova, true);
-    block.setBigUint64(8, toRam ? ramIova : deviceAddr, true);
-    block.setUint32(16, count, true);
-    block.setUint32(24, EDU_DMA_CMD_START | (toRam ? EDU_DMA_CMD_TO_RAM : 0) | (irq ? EDU_DMA_CMD_IRQ : 0), true);
+    const src = toRam ? deviceAddr : ramIova;
+    const dst = toRam ? ramIova : deviceAddr;
+    const cmd = EDU_DMA_CMD_START | (toRam ? EDU_DMA_CMD_TO_RAM : 0) | (irq ? EDU_DMA_CMD_IRQ : 0);
+    if (LITTLE_ENDIAN_HOST) {
+      const words = this.dmaWords;
+      const dwords = this.dmaDwords;
+      words[0] = src;
+      words[1] = dst;
+      dwords[4] = count; // dwords 5 and 7, the high halves, stay 0
+      dwords[6] = cmd;
+    } else {
+      const view = this.dmaBlockView;
+      view.setBigUint64(0, src, true);
+      view.setBigUint64(8, dst, true);
+      view.setUint32(16, count, true);
+      view.setUint32(24, cmd, true);
+    }
     this.proc.memory.write(this.at(EDU.DMA_SRC), this.dmaBlockBytes);
     return this.waitDma();
   }

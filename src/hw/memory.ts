@@ -24,10 +24,15 @@ export interface MemoryObject {
 }
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+/** Up to this many bytes, a loop copies faster than a subarray view plus set(). */
+const SMALL_COPY = 64;
 
 export class RamObject implements MemoryObject {
   readonly kind = 'ram';
   private readonly pages = new Map<number, Uint8Array>();
+  /** The page the last access found: DMA and drivers revisit the same page. */
+  private cachedIndex = -1;
+  private cachedPage: Uint8Array | undefined;
 
   constructor(public size: number) {}
 
@@ -38,11 +43,21 @@ export class RamObject implements MemoryObject {
 
   /** The page holding `index`, created on demand, or the shared zero page for reads. */
   page(index: number, forWrite: boolean): Uint8Array {
-    let page = this.pages.get(index);
+    let page = this.lookup(index);
     if (!page) {
       if (!forWrite) return ZERO_PAGE;
       page = new Uint8Array(PAGE_SIZE);
       this.pages.set(index, page);
+    }
+    return page;
+  }
+
+  private lookup(index: number): Uint8Array | undefined {
+    if (index === this.cachedIndex) return this.cachedPage;
+    const page = this.pages.get(index);
+    if (page) {
+      this.cachedIndex = index;
+      this.cachedPage = page;
     }
     return page;
   }
@@ -53,10 +68,13 @@ export class RamObject implements MemoryObject {
       const at = offset + done;
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, dst.length - done);
-      const page = this.pages.get(Math.floor(at / PAGE_SIZE));
-      // Whole pages are copied without a subarray view (DMA of full pages is the common case).
-      if (page) dst.set(n === PAGE_SIZE ? page : page.subarray(inPage, inPage + n), done);
-      else dst.fill(0, done, done + n);
+      const page = this.lookup(Math.floor(at / PAGE_SIZE));
+      // Whole pages are copied without a subarray view (DMA of full pages is the common case),
+      // and small pieces byte by byte (a view costs more than copying a struct or a register).
+      if (!page) dst.fill(0, done, done + n);
+      else if (n === PAGE_SIZE) dst.set(page, done);
+      else if (n <= SMALL_COPY) for (let k = 0; k < n; k++) dst[done + k] = page[inPage + k]!;
+      else dst.set(page.subarray(inPage, inPage + n), done);
       done += n;
     }
   }
@@ -75,6 +93,8 @@ export class RamObject implements MemoryObject {
   /** Shrinks or grows the object (ftruncate); pages past the new end are dropped. */
   resize(size: number): void {
     if (size < this.size) {
+      this.cachedIndex = -1;
+      this.cachedPage = undefined;
       const firstGone = Math.ceil(size / PAGE_SIZE);
       for (const index of [...this.pages.keys()]) if (index >= firstGone) this.pages.delete(index);
       const tail = size & PAGE_MASK;
@@ -84,22 +104,20 @@ export class RamObject implements MemoryObject {
   }
 }
 
-/** Register-level access to a device window; widths are 1, 2, 4 or 8 bytes. */
+/**
+ * Register-level access to a device window; widths are 1, 2, 4 or 8 bytes. A register value
+ * travels as two unsigned 32-bit halves (register access is a hot path, and a bigint per access
+ * allocates); the high half is 0 for widths below 8.
+ */
 export interface MmioHandler {
-  mmioRead(offset: number, width: number): bigint;
-  mmioWrite(offset: number, width: number, value: bigint): void;
-  /**
-   * Optional allocation-free forms of the same accesses, preferred by MmioObject when present
-   * (register access is a hot path and a bigint per access allocates): the value travels as two
-   * unsigned 32-bit halves; `hi` is 0 for widths below 8. A handler that has one has both.
-   */
-  mmioReadHalves?(offset: number, width: number, out: Uint32Array): void;
-  mmioWriteHalves?(offset: number, width: number, lo: number, hi: number): void;
+  /** Reads the register at `offset` into out[0] (low half) and out[1] (high half). */
+  mmioRead(offset: number, width: number, out: Uint32Array): void;
+  mmioWrite(offset: number, width: number, lo: number, hi: number): void;
 }
 
 export class MmioObject implements MemoryObject {
   readonly kind = 'mmio';
-  /** Scratch for the halves fast path: [lo, hi] of the register value. */
+  /** Scratch for one register value: [lo, hi]. */
   private readonly halves = new Uint32Array(2);
 
   constructor(
@@ -107,47 +125,28 @@ export class MmioObject implements MemoryObject {
     readonly handler: MmioHandler,
   ) {}
 
+  /** Reads as a CPU copy loop does: the widest naturally aligned access at each step. */
   read(offset: number, dst: Uint8Array): void {
-    if (this.handler.mmioReadHalves) {
-      this.readHalves(offset, dst);
-      return;
-    }
-    const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
-    forEachAccess(offset, dst.length, (at, width, i) => {
-      const v = this.handler.mmioRead(at, width);
-      if (width === 8) view.setBigUint64(i, BigInt.asUintN(64, v), true);
-      else if (width === 4) view.setUint32(i, Number(v & 0xffffffffn), true);
-      else if (width === 2) view.setUint16(i, Number(v & 0xffffn), true);
-      else view.setUint8(i, Number(v & 0xffn));
-    });
-  }
-
-  write(offset: number, src: Uint8Array): void {
-    if (this.handler.mmioWriteHalves) {
-      this.writeHalves(offset, src);
-      return;
-    }
-    const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
-    forEachAccess(offset, src.length, (at, width, i) => {
-      const v =
-        width === 8
-          ? view.getBigUint64(i, true)
-          : BigInt(width === 4 ? view.getUint32(i, true) : width === 2 ? view.getUint16(i, true) : view.getUint8(i));
-      this.handler.mmioWrite(at, width, v);
-    });
-  }
-
-  /** Same access splitting as forEachAccess, without a closure, a DataView or a bigint per access. */
-  private readHalves(offset: number, dst: Uint8Array): void {
     const out = this.halves;
     const length = dst.length;
+    if (length === 4 && (offset & 3) === 0) {
+      // One 32-bit register, the usual driver read.
+      out[0] = 0;
+      this.handler.mmioRead(offset, 4, out);
+      const lo = out[0]!;
+      dst[0] = lo;
+      dst[1] = lo >>> 8;
+      dst[2] = lo >>> 16;
+      dst[3] = lo >>> 24;
+      return;
+    }
     let i = 0;
     while (i < length) {
       const at = offset + i;
       const width = accessWidth(at, length - i);
       out[0] = 0;
       out[1] = 0;
-      this.handler.mmioReadHalves!(at, width, out);
+      this.handler.mmioRead(at, width, out);
       const lo = out[0]!;
       dst[i] = lo;
       if (width >= 2) dst[i + 1] = lo >>> 8;
@@ -166,8 +165,18 @@ export class MmioObject implements MemoryObject {
     }
   }
 
-  private writeHalves(offset: number, src: Uint8Array): void {
+  /** Writes as a CPU copy loop does: a 4-byte store stays one 4-byte register write. */
+  write(offset: number, src: Uint8Array): void {
     const length = src.length;
+    if (((offset | length) & 7) === 0) {
+      const handler = this.handler;
+      for (let i = 0; i < length; i += 8) {
+        const lo = (src[i]! | (src[i + 1]! << 8) | (src[i + 2]! << 16) | (src[i + 3]! << 24)) >>> 0;
+        const hi = (src[i + 4]! | (src[i + 5]! << 8) | (src[i + 6]! << 16) | (src[i + 7]! << 24)) >>> 0;
+        handler.mmioWrite(offset + i, 8, lo, hi);
+      }
+      return;
+    }
     let i = 0;
     while (i < length) {
       const at = offset + i;
@@ -180,7 +189,7 @@ export class MmioObject implements MemoryObject {
       } else {
         lo = width === 2 ? src[i]! | (src[i + 1]! << 8) : src[i]!;
       }
-      this.handler.mmioWriteHalves!(at, width, lo, hi);
+      this.handler.mmioWrite(at, width, lo, hi);
       i += width;
     }
   }
@@ -194,23 +203,4 @@ export class MmioObject implements MemoryObject {
 function accessWidth(at: number, left: number): number {
   const low = at & 7;
   return left >= 8 && low === 0 ? 8 : left >= 4 && (low & 3) === 0 ? 4 : left >= 2 && (low & 1) === 0 ? 2 : 1;
-}
-
-/**
- * Splits [offset, offset+length) into the widest naturally aligned accesses (8/4/2/1), the way
- * a CPU copy loop or vfio-pci's rdwr path reaches a device: a 4-byte access stays one 4-byte
- * register access.
- */
-export function forEachAccess(
-  offset: number,
-  length: number,
-  visit: (at: number, width: number, index: number) => void,
-): void {
-  let i = 0;
-  while (i < length) {
-    const at = offset + i;
-    const width = accessWidth(at, length - i);
-    visit(at, width, i);
-    i += width;
-  }
 }

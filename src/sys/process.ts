@@ -3,6 +3,7 @@
  * returns or throws SyscallError carrying the syscall's name; nothing else escapes.
  */
 import { SyscallError, Errno } from '../uapi/errno.js';
+import { safeNumber } from '../uapi/u64.js';
 import type { Task } from '../kernel/vfs/task.js';
 import * as sys from '../kernel/vfs/syscalls.js';
 import type { SyscallTracer } from './trace-hook.js';
@@ -203,10 +204,8 @@ function bytesOf(v: unknown): Uint8Array {
 /** A user address as a number; anything that cannot be one faults (mm checks the range). */
 function addrOf(addr: unknown): number {
   if (typeof addr === 'bigint') {
-    // One conversion instead of two bigint comparisons: rounding is monotonic and 2^53 is exact,
-    // so a bigint outside [0, MAX_SAFE_INTEGER] converts to a number outside it too.
-    const n = Number(addr);
-    return n >= 0 && n <= Number.MAX_SAFE_INTEGER ? n : fault();
+    const n = safeNumber(addr);
+    return n >= 0 ? n : fault();
   }
   if (typeof addr === 'number' && Number.isSafeInteger(addr) && addr >= 0) return addr;
   return fault();

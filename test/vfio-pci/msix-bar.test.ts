@@ -43,8 +43,8 @@ class MsixFunction extends PciFunction implements MmioHandler {
     this.setBarAddress(0, 0xe0000000n);
   }
 
-  mmioRead(offset: number): bigint {
-    return BigInt(offset);
+  mmioRead(offset: number, _width: number, out: Uint32Array): void {
+    out[0] = offset;
   }
 
   mmioWrite(offset: number): void {

@@ -296,8 +296,8 @@ test('MMIO (a device window mapped into the process) maps without pinning or cha
   const { container } = env.containerWithGroup(2);
   const writes: string[] = [];
   const window = new MmioObject(2 * PAGE, {
-    mmioRead: () => 0x11n,
-    mmioWrite: (offset, width, value) => void writes.push(`${offset}/${width}=${value}`),
+    mmioRead: () => {},
+    mmioWrite: (offset, width, lo) => void writes.push(`${offset}/${width}=${lo}`),
   });
   const vaddr = BigInt(proc.task.mm.map(0, 2 * PAGE, PROT_READ | 2, MAP_SHARED, window, 0));
   assert.equal(env.map(container, vaddr, 0x100000n, 2 * PAGE), 0);

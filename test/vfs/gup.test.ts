@@ -29,7 +29,7 @@ test('pinUserPages walks VMAs in order and names the objects behind them', () =>
   const proc = Host.create().spawn();
   const mm = proc.task.mm;
   const base = Number(proc.mmap(3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS));
-  const window = new MmioObject(PAGE, { mmioRead: () => 0n, mmioWrite: () => {} });
+  const window = new MmioObject(PAGE, { mmioRead: () => {}, mmioWrite: () => {} });
   mm.map(base + PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | 0x10, window, 0);
   assert.deepEqual(pieces(mm, base, 3 * PAGE, true), [
     `ram@0+${PAGE} at 0`,

@@ -137,8 +137,9 @@ export class EduDevice extends PciFunction implements MmioHandler {
   private readonly maskLo: number;
   private readonly maskHi: number;
   private readonly buffer = new Uint8Array(EDU_DMA_BUFFER_SIZE);
-  private readonly scratch = new Uint32Array(2);
   private lastWindow = this.buffer.subarray(0, 0);
+  private lastWindowStart = 0;
+  private readonly lastBusAddress = { lo: 0, hi: 0, address: 0n };
 
   private liveness = 0;
   private factorial = 0;
@@ -148,6 +149,8 @@ export class EduDevice extends PciFunction implements MmioHandler {
   private readonly dst: Reg64 = { lo: 0, hi: 0 };
   private readonly count: Reg64 = { lo: 0, hi: 0 };
   private readonly cmd: Reg64 = { lo: 0, hi: 0 };
+  /** In BAR order: DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD. */
+  private readonly dmaRegisters: readonly Reg64[] = [this.src, this.dst, this.count, this.cmd];
   private transfers = 0;
   private failures = 0;
   private errors = 0;
@@ -192,7 +195,7 @@ export class EduDevice extends PciFunction implements MmioHandler {
 
   // --- BAR0 registers ---
 
-  mmioReadHalves(offset: number, width: number, out: Uint32Array): void {
+  mmioRead(offset: number, width: number, out: Uint32Array): void {
     if (width < 4) {
       // QEMU's memory core refuses 1- and 2-byte accesses before edu sees them (edu_mmio_ops
       // .valid.min_access_size = 4): the read completes with the unassigned value, 0.
@@ -200,99 +203,84 @@ export class EduDevice extends PciFunction implements MmioHandler {
       out[1] = 0;
       return;
     }
+    // edu_mmio_read() answers ~0 for an 8-byte read below 0x80 and for unassigned offsets.
     out[0] = 0xffffffff;
     out[1] = width === 8 ? 0xffffffff : 0;
-    // edu_mmio_read() answers ~0 for an 8-byte read below 0x80 and for unassigned offsets.
-    if (!accessAllowed(offset, width)) return;
-    let reg: Reg64;
-    switch (offset) {
-      case EduReg.ID:
-        out[0] = EDU_ID_VALUE;
-        return;
-      case EduReg.LIVENESS:
-        out[0] = this.liveness;
-        return;
-      case EduReg.FACTORIAL:
-        out[0] = this.factorial;
-        return;
-      case EduReg.STATUS:
-        out[0] = this.status;
-        return;
-      case EduReg.IRQ_STATUS:
-        out[0] = this.irqStatus;
-        return;
-      case EduReg.DMA_SRC:
-        reg = this.src;
-        break;
-      case EduReg.DMA_DST:
-        reg = this.dst;
-        break;
-      case EduReg.DMA_COUNT:
-        reg = this.count;
-        break;
-      case EduReg.DMA_CMD:
-        reg = this.cmd;
-        break;
-      default:
-        return; // unassigned: all-ones, like QEMU's default
+    if (offset < EduReg.DMA_SRC) {
+      if (width === 4) out[0] = this.controlRegister(offset);
+      return;
     }
+    const reg = this.dmaRegister(offset);
+    if (reg === undefined) return;
     out[0] = reg.lo;
     out[1] = width === 8 ? reg.hi : 0;
   }
 
-  mmioWriteHalves(offset: number, width: number, lo: number, hi: number): void {
-    if (!accessAllowed(offset, width)) return;
+  mmioWrite(offset: number, width: number, lo: number, hi: number): void {
+    if (offset < EduReg.DMA_SRC) {
+      if (width === 4) this.writeControlRegister(offset, lo >>> 0);
+      return;
+    }
+    const reg = width === 4 || width === 8 ? this.dmaRegister(offset) : undefined;
+    if (reg === undefined || this.cmd.lo & EDU_DMA_RUN) return; // frozen while a transfer runs
     // A 4-byte write to a 64-bit register sets it to the zero-extended value, as on the device.
     const high = width === 8 ? hi >>> 0 : 0;
+    if (reg !== this.cmd) {
+      reg.lo = lo >>> 0;
+      reg.hi = high;
+    } else if (lo & EDU_DMA_RUN) {
+      // Writes to DMA_CMD without the run bit are ignored; with it they start a transfer.
+      reg.lo = lo >>> 0;
+      reg.hi = high;
+      this.runDma();
+    }
+  }
+
+  /** The 32-bit registers below 0x80; unassigned offsets read as all-ones. */
+  private controlRegister(offset: number): number {
+    switch (offset) {
+      case EduReg.ID:
+        return EDU_ID_VALUE;
+      case EduReg.LIVENESS:
+        return this.liveness;
+      case EduReg.FACTORIAL:
+        return this.factorial;
+      case EduReg.STATUS:
+        return this.status;
+      case EduReg.IRQ_STATUS:
+        return this.irqStatus;
+      default:
+        return 0xffffffff;
+    }
+  }
+
+  private writeControlRegister(offset: number, value: number): void {
     switch (offset) {
       case EduReg.LIVENESS:
-        this.liveness = ~lo >>> 0;
+        this.liveness = ~value >>> 0;
         return;
       case EduReg.FACTORIAL:
-        if (this.status & EDU_STATUS_COMPUTING) return;
-        this.computeFactorial(lo >>> 0);
+        if (!(this.status & EDU_STATUS_COMPUTING)) this.computeFactorial(value);
         return;
       case EduReg.STATUS:
         this.status =
-          lo & EDU_STATUS_IRQ_FACTORIAL
+          value & EDU_STATUS_IRQ_FACTORIAL
             ? this.status | EDU_STATUS_IRQ_FACTORIAL
             : this.status & ~EDU_STATUS_IRQ_FACTORIAL;
         return;
       case EduReg.IRQ_RAISE:
-        this.raiseIrq(lo >>> 0);
+        this.raiseIrq(value);
         return;
       case EduReg.IRQ_ACK:
-        this.lowerIrq(lo >>> 0);
-        return;
-      case EduReg.DMA_SRC:
-        this.setDmaRegister(this.src, lo, high);
-        return;
-      case EduReg.DMA_DST:
-        this.setDmaRegister(this.dst, lo, high);
-        return;
-      case EduReg.DMA_COUNT:
-        this.setDmaRegister(this.count, lo, high);
-        return;
-      case EduReg.DMA_CMD:
-        // Writes without the run bit are ignored; with it they start a transfer.
-        if ((lo & EDU_DMA_RUN) === 0 || this.cmd.lo & EDU_DMA_RUN) return;
-        this.cmd.lo = lo >>> 0;
-        this.cmd.hi = high;
-        this.runDma();
-        return;
-      default:
+        this.lowerIrq(value);
         return;
     }
   }
 
-  mmioRead(offset: number, width: number): bigint {
-    const out = this.scratch;
-    this.mmioReadHalves(offset, width, out);
-    return (BigInt(out[1]!) << 32n) | BigInt(out[0]!);
-  }
-
-  mmioWrite(offset: number, width: number, value: bigint): void {
-    this.mmioWriteHalves(offset, width, Number(value & 0xffffffffn), Number((value >> 32n) & 0xffffffffn));
+  /** DMA_SRC, DMA_DST, DMA_COUNT or DMA_CMD at `offset` (0x80 and up), if one starts there. */
+  private dmaRegister(offset: number): Reg64 | undefined {
+    if (offset > EduReg.DMA_CMD || (offset & 7) !== 0) return undefined;
+    return this.dmaRegisters[(offset - EduReg.DMA_SRC) >>> 3];
   }
 
   // --- device behaviour ---
@@ -317,12 +305,6 @@ export class EduDevice extends PciFunction implements MmioHandler {
   private lowerIrq(value: number): void {
     this.irqStatus = (this.irqStatus & ~value) >>> 0;
     if (this.irqStatus === 0 && !this.msiEnabled) this.setIntx(false);
-  }
-
-  private setDmaRegister(reg: Reg64, lo: number, hi: number): void {
-    if (this.cmd.lo & EDU_DMA_RUN) return; // registers are frozen while a transfer runs
-    reg.lo = lo >>> 0;
-    reg.hi = hi;
   }
 
   private runDma(): void {
@@ -350,18 +332,27 @@ export class EduDevice extends PciFunction implements MmioHandler {
 
   /** A view of buffer[start, start + count); drivers repeat the same window, so the last one is kept. */
   private bufferWindow(start: number, count: number): Uint8Array {
-    const last = this.lastWindow;
-    if (last.byteOffset === start && last.length === count) return last;
-    this.lastWindow = this.buffer.subarray(start, start + count);
+    // Compared as numbers kept beside the view: reading a view's byteOffset is a call.
+    if (start !== this.lastWindowStart || count !== this.lastWindow.length) {
+      this.lastWindow = this.buffer.subarray(start, start + count);
+      this.lastWindowStart = start;
+    }
     return this.lastWindow;
   }
 
   private maskedBusAddress(reg: Reg64): bigint {
     const lo = (reg.lo & this.maskLo) >>> 0;
     const hi = (reg.hi & this.maskHi) >>> 0;
-    if (hi === 0) return BigInt(lo);
-    if (hi < 0x200000) return BigInt(hi * 0x100000000 + lo); // exact below 2^53
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    // Drivers reuse their DMA addresses, and building a bigint allocates: keep the last one.
+    const last = this.lastBusAddress;
+    if (lo === last.lo && hi === last.hi) return last.address;
+    last.lo = lo;
+    last.hi = hi;
+    if (hi === 0) last.address = BigInt(lo);
+    else if (hi < 0x200000)
+      last.address = BigInt(hi * 0x100000000 + lo); // exact below 2^53
+    else last.address = (BigInt(hi) << 32n) | BigInt(lo);
+    return last.address;
   }
 
   private buildConfigSpace(): void {
@@ -381,11 +372,6 @@ export class EduDevice extends PciFunction implements MmioHandler {
     // QEMU leaves the device-specific area writable scratch; capabilities carve out their own masks.
     config.writeMask.fill(0xff, PCI_STD_HEADER_SIZEOF, config.size);
   }
-}
-
-/** Below 0x80 only 4-byte accesses; from 0x80 up 4 or 8 bytes. Others are ignored. */
-function accessAllowed(offset: number, width: number): boolean {
-  return offset < 0x80 ? width === 4 : width === 4 || width === 8;
 }
 
 function toBigInt(reg: Reg64): bigint {

@@ -14,12 +14,12 @@
  * software reads and clears them with `forEachDirty` / `readDirtyBitmap`. Unmapping drops them.
  */
 import { type MemoryObject, PAGE_SHIFT, PAGE_SIZE } from '../memory.js';
+import { safeNumber } from '../../uapi/u64.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { type IntervalEntry, IntervalMap } from './interval-map.js';
 
 const PAGE_MASK_BIG = BigInt(PAGE_SIZE - 1);
 const PAGE_SHIFT_BIG = BigInt(PAGE_SHIFT);
-const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 
 export interface DmaProt {
   readonly read: boolean;
@@ -141,7 +141,7 @@ export class IommuDomain {
       offset: target.offset,
       prot: { read: prot.read, write: prot.write },
       pages: Number(length >> PAGE_SHIFT_BIG),
-      iovaNumber: exactNumber(iova),
+      iovaNumber: safeNumber(iova),
       dirty: null,
     };
     this.table.insert(iova, last, state);
@@ -188,35 +188,39 @@ export class IommuDomain {
    * range is mapped with the needed permission and, if so, calls `visit` once per mapping piece in
    * IOVA order and (for writes, while tracking) sets dirty bits. Returns null on success; on a
    * fault nothing is visited and the fault is returned. All-or-nothing: a DMA either moves all its
-   * bytes or none. `iovaNumber` is `Number(iova)`, for a caller that has already converted it
-   * (a bigint-to-number conversion is a runtime call).
+   * bytes or none. `iovaNumber` is `safeNumber(iova)`, for a caller that has already converted it.
    */
   access(
     iova: bigint,
     length: number,
     write: boolean,
     visit: (object: MemoryObject, offset: number, length: number, done: number) => void,
-    iovaNumber = Number(iova),
+    iovaNumber = safeNumber(iova),
   ): DomainFault | null {
     this.checkLive();
     if (length <= 0) return null;
     const hot = this.hot;
-    if (hot !== undefined && hot.value.iovaNumber >= 0) {
+    if (hot !== undefined && hot.value.iovaNumber >= 0 && iovaNumber >= 0) {
       // Fast path, in plain numbers: the access falls inside the mapping the last one used.
       const state = hot.value;
-      const at = iovaNumber;
-      const rel = at - state.iovaNumber;
-      if (
-        at <= Number.MAX_SAFE_INTEGER &&
-        rel >= 0 &&
-        rel + length <= state.pages * PAGE_SIZE &&
-        (write ? state.prot.write : state.prot.read)
-      ) {
+      const rel = iovaNumber - state.iovaNumber;
+      if (rel >= 0 && rel + length <= state.pages * PAGE_SIZE && (write ? state.prot.write : state.prot.read)) {
         visit(state.object, state.offset + rel, length, 0);
         if (write && this.tracking) markDirty(state, rel, length);
         return null;
       }
     }
+    return this.walk(iova, length, write, visit);
+  }
+
+  /** access() past the hot entry: a table lookup, then one or more mappings. */
+  private walk(
+    iova: bigint,
+    length: number,
+    write: boolean,
+    visit: (object: MemoryObject, offset: number, length: number, done: number) => void,
+  ): DomainFault | null {
+    const hot = this.hot;
     const last = iova + BigInt(length - 1);
     let entry = hot;
     if (!entry || entry.start > iova || entry.last < iova) {
@@ -339,7 +343,7 @@ export class IommuDomain {
       offset: state.offset + firstPage * PAGE_SIZE,
       prot: state.prot,
       pages,
-      iovaNumber: exactNumber(start),
+      iovaNumber: safeNumber(start),
       dirty: dirty && !dirty.empty ? dirty : null,
     });
   }
@@ -347,10 +351,6 @@ export class IommuDomain {
   private checkLive(): void {
     if (this.released) throw new Error(`IOMMU domain ${this.id} used after it was freed`);
   }
-}
-
-function exactNumber(value: bigint): number {
-  return value <= MAX_EXACT ? Number(value) : -1;
 }
 
 function markDirty(state: MappingState, rel: number, length: number): void {

@@ -13,6 +13,7 @@
  *   invalidates correctly, so there are no stale-translation effects.
  */
 import type { MemoryObject } from '../memory.js';
+import { safeNumber } from '../../uapi/u64.js';
 import { type DmaSegment, IommuDomain } from './domain.js';
 import { FaultLog, type FaultReason, type IommuFault } from './fault-log.js';
 import { InterruptRemapTable, MSI_WINDOW_LAST, MSI_WINDOW_START } from './irq-remap.js';
@@ -69,6 +70,9 @@ export class VtdIommu {
 
   private readonly domainsById = new Map<number, IommuDomain>();
   private readonly contexts = new Map<number, IommuDomain>();
+  /** The context entry the last request used (a one-entry context cache); cleared on attach. */
+  private cachedRequester = -1;
+  private cachedDomain: IommuDomain | undefined;
   private nextDomainId = 1;
   /** aperture.last as a number, rounded down to stay exact (only compared against exact values). */
   private readonly apertureLastNumber: number;
@@ -147,6 +151,8 @@ export class VtdIommu {
   /** Points the requester's context entry at `domain`; null blocks all its DMA. */
   attachDevice(requesterId: number, domain: IommuDomain | null): void {
     checkRequesterId(requesterId);
+    this.cachedRequester = -1;
+    this.cachedDomain = undefined;
     if (domain === null) {
       this.contexts.delete(requesterId);
       return;
@@ -193,7 +199,7 @@ export class VtdIommu {
    * request for the remapping table. False (and a fault) if refused.
    */
   dmaWrite(requesterId: number, iova: bigint, src: Uint8Array): boolean {
-    const at = Number(iova); // rounding cannot move a value across the window's edges
+    const at = safeNumber(iova); // -1 past 2^53, far from the window
     if (src.length > 0 && at <= MSI_WINDOW_LAST_NUMBER && at + src.length > MSI_WINDOW_START_NUMBER) {
       return this.interruptRequest(requesterId, iova, src);
     }
@@ -225,25 +231,47 @@ export class VtdIommu {
     visit: (object: MemoryObject, offset: number, length: number, done: number) => void,
   ): IommuFault | null {
     if (length <= 0) return null;
-    const domain = this.contexts.get(requesterId);
+    const domain = this.contextEntry(requesterId);
     // Window and aperture checks in plain numbers when exact (the usual case), else in bigint.
-    const at = Number(iova);
-    let inWindow: boolean;
-    let beyond: boolean;
-    if (at >= 0 && at + length <= Number.MAX_SAFE_INTEGER) {
-      const end = at + length - 1;
-      inWindow = at <= MSI_WINDOW_LAST_NUMBER && end >= MSI_WINDOW_START_NUMBER;
-      beyond = end > this.apertureLastNumber;
-    } else {
-      const last = iova + BigInt(length - 1);
-      inWindow = iova <= MSI_WINDOW_LAST && last >= MSI_WINDOW_START;
-      beyond = iova < 0n || last > this.aperture.last;
+    const at = safeNumber(iova);
+    const end = at + length - 1;
+    const usual =
+      at >= 0 &&
+      end <= Number.MAX_SAFE_INTEGER &&
+      (at > MSI_WINDOW_LAST_NUMBER || end < MSI_WINDOW_START_NUMBER) &&
+      end <= this.apertureLastNumber &&
+      domain !== undefined;
+    if (!usual) {
+      const refused = this.refuse(requesterId, iova, length, write, domain);
+      if (refused !== null || domain === undefined) return refused;
     }
-    if (inWindow) return this.fault(requesterId, iova, write, write ? 'interrupt-remap' : 'interrupt-read', domain);
-    if (beyond) return this.fault(requesterId, iova, write, 'aperture', domain);
-    if (!domain) return this.fault(requesterId, iova, write, 'blocked', domain);
     const failed = domain.access(iova, length, write, visit, at);
     return failed ? this.fault(requesterId, failed.iova, write, failed.reason, domain) : null;
+  }
+
+  /** The fault for a request off the fast path, or null if it is fine after all (IOVAs past 2^53). */
+  private refuse(
+    requesterId: number,
+    iova: bigint,
+    length: number,
+    write: boolean,
+    domain: IommuDomain | undefined,
+  ): IommuFault | null {
+    const last = iova + BigInt(length - 1);
+    if (iova <= MSI_WINDOW_LAST && last >= MSI_WINDOW_START) {
+      return this.fault(requesterId, iova, write, write ? 'interrupt-remap' : 'interrupt-read', domain);
+    }
+    if (iova < 0n || last > this.aperture.last) return this.fault(requesterId, iova, write, 'aperture', domain);
+    if (!domain) return this.fault(requesterId, iova, write, 'blocked', domain);
+    return null;
+  }
+
+  private contextEntry(requesterId: number): IommuDomain | undefined {
+    if (requesterId === this.cachedRequester) return this.cachedDomain;
+    const domain = this.contexts.get(requesterId);
+    this.cachedRequester = requesterId;
+    this.cachedDomain = domain;
+    return domain;
   }
 
   private interruptRequest(requesterId: number, iova: bigint, src: Uint8Array): boolean {

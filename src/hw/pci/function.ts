@@ -92,42 +92,28 @@ export class DmaPort {
   }
 }
 
-/** Routes a BAR's accesses to the model while the matching COMMAND decode bit is set. */
-class BarDecoder implements MmioHandler {
+/**
+ * A BAR's window: accesses reach the model while the matching COMMAND decode bit is set, and
+ * end in a master abort otherwise (reads all-ones, writes dropped). Checked once per access: no
+ * register write of a model changes its own COMMAND register, so the bit cannot change midway.
+ */
+class BarWindow extends MmioObject {
   constructor(
+    size: number,
+    handler: MmioHandler,
     private readonly fn: PciFunction,
     private readonly decodeBit: number,
-    private readonly target: MmioHandler,
-  ) {}
-
-  mmioRead(offset: number, width: number): bigint {
-    if (!this.fn.decodes(this.decodeBit)) return (1n << BigInt(8 * width)) - 1n;
-    return this.target.mmioRead(offset, width);
+  ) {
+    super(size, handler);
   }
 
-  mmioWrite(offset: number, width: number, value: bigint): void {
-    if (this.fn.decodes(this.decodeBit)) this.target.mmioWrite(offset, width, value);
+  override read(offset: number, dst: Uint8Array): void {
+    if (this.fn.decodes(this.decodeBit)) super.read(offset, dst);
+    else dst.fill(0xff);
   }
 
-  mmioReadHalves(offset: number, width: number, out: Uint32Array): void {
-    if (!this.fn.decodes(this.decodeBit)) {
-      out[0] = width >= 4 ? 0xffffffff : (1 << (8 * width)) - 1;
-      out[1] = width === 8 ? 0xffffffff : 0;
-      return;
-    }
-    if (this.target.mmioReadHalves) {
-      this.target.mmioReadHalves(offset, width, out);
-      return;
-    }
-    const value = this.target.mmioRead(offset, width);
-    out[0] = Number(value & 0xffffffffn);
-    out[1] = Number((value >> 32n) & 0xffffffffn);
-  }
-
-  mmioWriteHalves(offset: number, width: number, lo: number, hi: number): void {
-    if (!this.fn.decodes(this.decodeBit)) return;
-    if (this.target.mmioWriteHalves) this.target.mmioWriteHalves(offset, width, lo, hi);
-    else this.target.mmioWrite(offset, width, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+  override write(offset: number, src: Uint8Array): void {
+    if (this.fn.decodes(this.decodeBit)) super.write(offset, src);
   }
 }
 
@@ -215,12 +201,12 @@ export abstract class PciFunction {
   }
 
   get busMasterEnabled(): boolean {
-    return (this.command & PCI_COMMAND_MASTER) !== 0;
+    return this.decodes(PCI_COMMAND_MASTER);
   }
 
-  /** True while the given COMMAND decode bit (MEMORY or IO) is set. */
+  /** True while the given COMMAND enable bit (MEMORY, IO or MASTER) is set. */
   decodes(bit: number): boolean {
-    // MEMORY and IO are both in COMMAND's low byte; BAR decode asks on every register access.
+    // All three are in COMMAND's low byte; every register access and every DMA asks.
     return (this.config.bytes[PCI_COMMAND]! & bit) !== 0;
   }
 
@@ -307,7 +293,7 @@ export abstract class PciFunction {
     };
     this.config.defineBar(layout);
     const decodeBit = spec.kind === 'io' ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY;
-    const region = new MmioObject(spec.size, new BarDecoder(this, decodeBit, spec.handler));
+    const region = new BarWindow(spec.size, spec.handler, this, decodeBit);
     const config = this.config;
     const bar: PciBar = {
       ...layout,

@@ -10,7 +10,7 @@
  */
 import { VtdIommu } from '../../../hw/iommu/vtd.js';
 import type { InterruptRemapTable } from '../../../hw/iommu/irq-remap.js';
-import { type MemoryObject, PAGE_SIZE } from '../../../hw/memory.js';
+import { type MemoryObject, type MmioObject, PAGE_SIZE } from '../../../hw/memory.js';
 import type { PciBar, PciFunction } from '../../../hw/pci/function.js';
 import {
   PCI_CAP_ID_MSIX,
@@ -547,12 +547,17 @@ function matchTokenUuid(_device: VfioDevice, uuid: Uint8Array | null): void {
  */
 class VfioPciBarMapping implements MemoryObject {
   readonly kind = 'mmio';
+  private readonly region: MmioObject;
+  private readonly barSize: number;
 
   constructor(
     private readonly vdev: VfioPciCoreDevice,
-    private readonly bar: PciBar,
+    bar: PciBar,
     readonly size: number,
-  ) {}
+  ) {
+    this.region = bar.region;
+    this.barSize = bar.size;
+  }
 
   private check(): void {
     if (this.vdev.config === null || this.vdev.pmRuntimeEngaged || !memoryEnabled(this.vdev)) fail('EFAULT');
@@ -560,15 +565,20 @@ class VfioPciBarMapping implements MemoryObject {
 
   read(offset: number, dst: Uint8Array): void {
     this.check();
-    const n = Math.max(0, Math.min(dst.length, this.bar.size - offset));
-    if (n) this.bar.region.read(offset, n === dst.length ? dst : dst.subarray(0, n));
-    if (n < dst.length) dst.fill(0xff, n);
+    if (offset + dst.length <= this.barSize) this.region.read(offset, dst);
+    else this.readPastBar(offset, dst);
   }
 
   write(offset: number, src: Uint8Array): void {
     this.check();
-    const n = Math.max(0, Math.min(src.length, this.bar.size - offset));
-    if (n) this.bar.region.write(offset, n === src.length ? src : src.subarray(0, n));
+    if (offset + src.length <= this.barSize) this.region.write(offset, src);
+    else if (offset < this.barSize) this.region.write(offset, src.subarray(0, this.barSize - offset));
+  }
+
+  private readPastBar(offset: number, dst: Uint8Array): void {
+    const n = Math.max(0, this.barSize - offset);
+    if (n) this.region.read(offset, dst.subarray(0, n));
+    dst.fill(0xff, n);
   }
 }
 
