@@ -68,7 +68,7 @@ export class RamObject implements MemoryObject {
       const at = offset + done;
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, dst.length - done);
-      const page = this.lookup(Math.floor(at / PAGE_SIZE));
+      const page = this.lookup((at - inPage) / PAGE_SIZE); // exact: no Math.floor needed
       // Whole pages are copied without a subarray view (DMA of full pages is the common case),
       // and small pieces byte by byte (a view costs more than copying a struct or a register).
       if (!page) dst.fill(0, done, done + n);
@@ -85,7 +85,7 @@ export class RamObject implements MemoryObject {
       const at = offset + done;
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, src.length - done);
-      this.page(Math.floor(at / PAGE_SIZE), true).set(n === src.length ? src : src.subarray(done, done + n), inPage);
+      this.page((at - inPage) / PAGE_SIZE, true).set(n === src.length ? src : src.subarray(done, done + n), inPage);
       done += n;
     }
   }
@@ -115,18 +115,30 @@ export interface MmioHandler {
   mmioWrite(offset: number, width: number, lo: number, hi: number): void;
 }
 
+/**
+ * Largest device window: offsets inside one fit in 31 bits, so register decode runs in integer
+ * arithmetic (callers compute offsets from user addresses, which are floating-point numbers).
+ */
+export const MMIO_MAX_SIZE = 2 ** 31;
+
 export class MmioObject implements MemoryObject {
   readonly kind = 'mmio';
   /** Scratch for one register value: [lo, hi]. */
   private readonly halves = new Uint32Array(2);
 
+  /** Accesses must lie inside [0, size): every caller clamps to the window first. */
   constructor(
     readonly size: number,
     readonly handler: MmioHandler,
-  ) {}
+  ) {
+    if (!Number.isInteger(size) || size < 0 || size > MMIO_MAX_SIZE) {
+      throw new RangeError(`MMIO window of ${size} bytes (at most ${MMIO_MAX_SIZE})`);
+    }
+  }
 
   /** Reads as a CPU copy loop does: the widest naturally aligned access at each step. */
   read(offset: number, dst: Uint8Array): void {
+    offset |= 0; // exact inside the window; see MMIO_MAX_SIZE
     const out = this.halves;
     const length = dst.length;
     if (length === 4 && (offset & 3) === 0) {
@@ -167,6 +179,7 @@ export class MmioObject implements MemoryObject {
 
   /** Writes as a CPU copy loop does: a 4-byte store stays one 4-byte register write. */
   write(offset: number, src: Uint8Array): void {
+    offset |= 0; // as in read()
     const length = src.length;
     if (((offset | length) & 7) === 0) {
       const handler = this.handler;

@@ -185,13 +185,13 @@ export class VtdIommu {
 
   /** A device read of `dst.length` bytes at `iova` into `dst`. False (and a fault) if refused. */
   dmaRead(requesterId: number, iova: bigint, dst: Uint8Array): boolean {
+    // Saved and restored for a nested DMA (a peer BAR's handler starting one); no finally
+    // needed, since every request sets the buffer before using it.
     const saved = this.ioBuffer;
     this.ioBuffer = dst;
-    try {
-      return this.walk(requesterId, iova, dst.length, false, this.readVisitor) === null;
-    } finally {
-      this.ioBuffer = saved;
-    }
+    const ok = this.walk(requesterId, iova, dst.length, false, this.readVisitor) === null;
+    this.ioBuffer = saved;
+    return ok;
   }
 
   /**
@@ -203,13 +203,11 @@ export class VtdIommu {
     if (src.length > 0 && at <= MSI_WINDOW_LAST_NUMBER && at + src.length > MSI_WINDOW_START_NUMBER) {
       return this.interruptRequest(requesterId, iova, src);
     }
-    const saved = this.ioBuffer;
+    const saved = this.ioBuffer; // as in dmaRead
     this.ioBuffer = src;
-    try {
-      return this.walk(requesterId, iova, src.length, true, this.writeVisitor) === null;
-    } finally {
-      this.ioBuffer = saved;
-    }
+    const ok = this.walk(requesterId, iova, src.length, true, this.writeVisitor) === null;
+    this.ioBuffer = saved;
+    return ok;
   }
 
   snapshot(): IommuSnapshot {

@@ -560,7 +560,7 @@ class VfioPciBarMapping implements MemoryObject {
   }
 
   private check(): void {
-    if (this.vdev.config === null || this.vdev.pmRuntimeEngaged || !memoryEnabled(this.vdev)) fail('EFAULT');
+    if (!memoryEnabled(this.vdev) || this.vdev.pmRuntimeEngaged) fail('EFAULT');
   }
 
   read(offset: number, dst: Uint8Array): void {
