@@ -115,6 +115,14 @@ interface Reg64 {
   hi: number;
 }
 
+/** A masked bus address, kept in both forms the bus takes. */
+interface BusAddress {
+  lo: number;
+  hi: number;
+  address: bigint;
+  number: number;
+}
+
 export interface EduSnapshot {
   readonly liveness: number;
   readonly factorial: number;
@@ -139,7 +147,7 @@ export class EduDevice extends PciFunction implements MmioHandler {
   private readonly buffer = new Uint8Array(EDU_DMA_BUFFER_SIZE);
   private lastWindow = this.buffer.subarray(0, 0);
   private lastWindowStart = 0;
-  private readonly lastBusAddress = { lo: 0, hi: 0, address: 0n };
+  private readonly lastBusAddress: BusAddress = { lo: 0, hi: 0, address: 0n, number: 0 };
 
   private liveness = 0;
   private factorial = 0;
@@ -321,8 +329,10 @@ export class EduDevice extends PciFunction implements MmioHandler {
       this.errors++;
     } else if (count.lo > 0) {
       const window = this.bufferWindow(device.lo - EDU_DMA_BUFFER_ADDRESS, count.lo);
-      const iova = this.maskedBusAddress(busSide);
-      const ok = toRam ? this.dma.write(iova, window) : this.dma.readInto(iova, window);
+      const bus = this.busAddress(busSide);
+      const ok = toRam
+        ? this.dma.write(bus.address, window, bus.number)
+        : this.dma.readInto(bus.address, window, bus.number);
       if (ok) this.transfers++;
       else this.failures++;
     }
@@ -340,19 +350,18 @@ export class EduDevice extends PciFunction implements MmioHandler {
     return this.lastWindow;
   }
 
-  private maskedBusAddress(reg: Reg64): bigint {
+  /** The bus address in `reg` under the DMA mask, as a bigint and as a number (-1 past 2^53). */
+  private busAddress(reg: Reg64): BusAddress {
     const lo = (reg.lo & this.maskLo) >>> 0;
     const hi = (reg.hi & this.maskHi) >>> 0;
     // Drivers reuse their DMA addresses, and building a bigint allocates: keep the last one.
     const last = this.lastBusAddress;
-    if (lo === last.lo && hi === last.hi) return last.address;
+    if (lo === last.lo && hi === last.hi) return last;
     last.lo = lo;
     last.hi = hi;
-    if (hi === 0) last.address = BigInt(lo);
-    else if (hi < 0x200000)
-      last.address = BigInt(hi * 0x100000000 + lo); // exact below 2^53
-    else last.address = (BigInt(hi) << 32n) | BigInt(lo);
-    return last.address;
+    last.number = hi < 0x200000 ? hi * 0x1_0000_0000 + lo : -1;
+    last.address = last.number >= 0 ? BigInt(last.number) : (BigInt(hi) << 32n) | BigInt(lo);
+    return last;
   }
 
   private buildConfigSpace(): void {

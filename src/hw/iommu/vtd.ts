@@ -177,19 +177,19 @@ export class VtdIommu {
    */
   translate(requesterId: number, iova: bigint, length: number, write: boolean): TranslateResult {
     const segments: DmaSegment[] = [];
-    const fault = this.walk(requesterId, iova, length, write, (object, offset, n) => {
+    const fault = this.walk(requesterId, iova, safeNumber(iova), length, write, (object, offset, n) => {
       segments.push({ object, offset, length: n });
     });
     return fault ? { ok: false, fault } : { ok: true, segments };
   }
 
   /** A device read of `dst.length` bytes at `iova` into `dst`. False (and a fault) if refused. */
-  dmaRead(requesterId: number, iova: bigint, dst: Uint8Array): boolean {
+  dmaRead(requesterId: number, iova: bigint, dst: Uint8Array, iovaNumber = safeNumber(iova)): boolean {
     // Saved and restored for a nested DMA (a peer BAR's handler starting one); no finally
     // needed, since every request sets the buffer before using it.
     const saved = this.ioBuffer;
     this.ioBuffer = dst;
-    const ok = this.walk(requesterId, iova, dst.length, false, this.readVisitor) === null;
+    const ok = this.walk(requesterId, iova, iovaNumber, dst.length, false, this.readVisitor) === null;
     this.ioBuffer = saved;
     return ok;
   }
@@ -198,14 +198,14 @@ export class VtdIommu {
    * A device write of `src` at `iova`. A 4-byte write into the interrupt window is an interrupt
    * request for the remapping table. False (and a fault) if refused.
    */
-  dmaWrite(requesterId: number, iova: bigint, src: Uint8Array): boolean {
-    const at = safeNumber(iova); // -1 past 2^53, far from the window
+  dmaWrite(requesterId: number, iova: bigint, src: Uint8Array, iovaNumber = safeNumber(iova)): boolean {
+    const at = iovaNumber; // -1 past 2^53, far from the window
     if (src.length > 0 && at <= MSI_WINDOW_LAST_NUMBER && at + src.length > MSI_WINDOW_START_NUMBER) {
       return this.interruptRequest(requesterId, iova, src);
     }
     const saved = this.ioBuffer; // as in dmaRead
     this.ioBuffer = src;
-    const ok = this.walk(requesterId, iova, src.length, true, this.writeVisitor) === null;
+    const ok = this.walk(requesterId, iova, at, src.length, true, this.writeVisitor) === null;
     this.ioBuffer = saved;
     return ok;
   }
@@ -224,6 +224,7 @@ export class VtdIommu {
   private walk(
     requesterId: number,
     iova: bigint,
+    at: number,
     length: number,
     write: boolean,
     visit: (object: MemoryObject, offset: number, length: number, done: number) => void,
@@ -231,7 +232,6 @@ export class VtdIommu {
     if (length <= 0) return null;
     const domain = this.contextEntry(requesterId);
     // Window and aperture checks in plain numbers when exact (the usual case), else in bigint.
-    const at = safeNumber(iova);
     const end = at + length - 1;
     const usual =
       at >= 0 &&

@@ -149,13 +149,17 @@ export class Mm {
   }
 
   read(addr: number, length: number): Uint8Array {
-    const vma = this.find(addr);
-    // Fast path: the whole access inside one readable VMA.
-    if (vma && addr + length <= vma.end && vma.prot & PROT_READ && inObject(vma, addr, length)) {
+    const vma = this.lastHit;
+    // Fast path: the whole access inside the VMA the last access used, readable.
+    if (vma && addr >= vma.start && addr + length <= vma.end && vma.prot & PROT_READ && inObject(vma, addr, length)) {
       const out = new Uint8Array(length);
       vma.object.read(vma.offset + (addr - vma.start), out);
       return out;
     }
+    return this.readSlow(addr, length);
+  }
+
+  private readSlow(addr: number, length: number): Uint8Array {
     // Resolve before allocating: a bad huge length faults without costing memory.
     const segments = this.resolve(addr, length, PROT_READ);
     const out = new Uint8Array(length);
@@ -168,11 +172,16 @@ export class Mm {
   }
 
   write(addr: number, data: Uint8Array): void {
-    const vma = this.find(addr);
-    if (vma && addr + data.length <= vma.end && vma.prot & PROT_WRITE && inObject(vma, addr, data.length)) {
+    const vma = this.lastHit;
+    const length = data.length;
+    if (vma && addr >= vma.start && addr + length <= vma.end && vma.prot & PROT_WRITE && inObject(vma, addr, length)) {
       vma.object.write(vma.offset + (addr - vma.start), data);
       return;
     }
+    this.writeSlow(addr, data);
+  }
+
+  private writeSlow(addr: number, data: Uint8Array): void {
     let done = 0;
     for (const seg of this.resolve(addr, data.length, PROT_WRITE)) {
       seg.object.write(seg.offset, data.subarray(done, done + seg.length));
