@@ -12,6 +12,11 @@
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 const PAGE_MASK = PAGE_SIZE - 1;
+/**
+ * 1 / PAGE_SIZE: page indexes of offsets (which may pass 2^32, so no shifts) come from an exact
+ * multiplication of the page-aligned offset, with neither Math.floor nor a division.
+ */
+const PAGE_FRACTION = 1 / PAGE_SIZE;
 
 export interface MemoryObject {
   readonly kind: 'ram' | 'mmio';
@@ -63,14 +68,25 @@ export class RamObject implements MemoryObject {
   }
 
   read(offset: number, dst: Uint8Array): void {
+    if (dst.length === PAGE_SIZE && (offset & PAGE_MASK) === 0) {
+      // One whole page, the usual DMA.
+      const page = this.lookup(offset * PAGE_FRACTION);
+      if (page) dst.set(page);
+      else dst.fill(0);
+      return;
+    }
+    this.readPieces(offset, dst);
+  }
+
+  private readPieces(offset: number, dst: Uint8Array): void {
     let done = 0;
     while (done < dst.length) {
       const at = offset + done;
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, dst.length - done);
-      const page = this.lookup((at - inPage) / PAGE_SIZE); // exact: no Math.floor needed
-      // Whole pages are copied without a subarray view (DMA of full pages is the common case),
-      // and small pieces byte by byte (a view costs more than copying a struct or a register).
+      const page = this.lookup((at - inPage) * PAGE_FRACTION);
+      // Whole pages are copied without a subarray view, small pieces byte by byte (a view costs
+      // more than copying a struct or a register).
       if (!page) dst.fill(0, done, done + n);
       else if (n === PAGE_SIZE) dst.set(page, done);
       else if (n <= SMALL_COPY) for (let k = 0; k < n; k++) dst[done + k] = page[inPage + k]!;
@@ -85,7 +101,7 @@ export class RamObject implements MemoryObject {
       const at = offset + done;
       const inPage = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - inPage, src.length - done);
-      this.page((at - inPage) / PAGE_SIZE, true).set(n === src.length ? src : src.subarray(done, done + n), inPage);
+      this.page((at - inPage) * PAGE_FRACTION, true).set(n === src.length ? src : src.subarray(done, done + n), inPage);
       done += n;
     }
   }
@@ -152,6 +168,12 @@ export class MmioObject implements MemoryObject {
       dst[3] = lo >>> 24;
       return;
     }
+    this.readAccesses(offset, dst);
+  }
+
+  private readAccesses(offset: number, dst: Uint8Array): void {
+    const out = this.halves;
+    const length = dst.length;
     let i = 0;
     while (i < length) {
       const at = offset + i;
@@ -190,6 +212,11 @@ export class MmioObject implements MemoryObject {
       }
       return;
     }
+    this.writeAccesses(offset, src);
+  }
+
+  private writeAccesses(offset: number, src: Uint8Array): void {
+    const length = src.length;
     let i = 0;
     while (i < length) {
       const at = offset + i;

@@ -24,7 +24,7 @@ export class Process {
     this.memory = {
       read: (addr, length) => {
         try {
-          if (this.task.exited) throw new SyscallError(Errno.ESRCH);
+          if (this.task.exited) noProcess();
           return this.task.mm.read(addrOf(addr), count(length));
         } catch (err) {
           throw this.normalize('memory.read', err);
@@ -32,7 +32,7 @@ export class Process {
       },
       write: (addr, data) => {
         try {
-          if (this.task.exited) throw new SyscallError(Errno.ESRCH);
+          if (this.task.exited) noProcess();
           this.task.mm.write(addrOf(addr), bytesOf(data));
         } catch (err) {
           throw this.normalize('memory.write', err);
@@ -192,6 +192,10 @@ function big(v: unknown): bigint {
 
 function count(v: unknown): number {
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  return countOfOther(v);
+}
+
+function countOfOther(v: unknown): number {
   if (typeof v === 'bigint' && v >= 0n) return v > 0x7ffff000n ? 0x7ffff000 : Number(v);
   throw new SyscallError(Errno.EINVAL);
 }
@@ -203,14 +207,18 @@ function bytesOf(v: unknown): Uint8Array {
 
 /** A user address as a number; anything that cannot be one faults (mm checks the range). */
 function addrOf(addr: unknown): number {
-  if (typeof addr === 'bigint') {
-    const n = safeNumber(addr);
-    return n >= 0 ? n : fault();
-  }
-  if (typeof addr === 'number' && Number.isSafeInteger(addr) && addr >= 0) return addr;
-  return fault();
+  const n = typeof addr === 'bigint' ? safeNumber(addr) : numberAddress(addr);
+  return n >= 0 ? n : fault();
+}
+
+function numberAddress(addr: unknown): number {
+  return typeof addr === 'number' && Number.isSafeInteger(addr) ? addr : -1;
 }
 
 function fault(): never {
   throw new SyscallError(Errno.EFAULT);
+}
+
+function noProcess(): never {
+  throw new SyscallError(Errno.ESRCH);
 }

@@ -325,19 +325,20 @@ export class EduDevice extends PciFunction implements MmioHandler {
       count.hi === 0 &&
       device.lo >= EDU_DMA_BUFFER_ADDRESS &&
       device.lo + count.lo <= EDU_DMA_BUFFER_ADDRESS + EDU_DMA_BUFFER_SIZE;
-    if (!inBuffer) {
-      this.errors++;
-    } else if (count.lo > 0) {
-      const window = this.bufferWindow(device.lo - EDU_DMA_BUFFER_ADDRESS, count.lo);
-      const bus = this.busAddress(busSide);
-      const ok = toRam
-        ? this.dma.write(bus.address, window, bus.number)
-        : this.dma.readInto(bus.address, window, bus.number);
-      if (ok) this.transfers++;
-      else this.failures++;
-    }
+    if (!inBuffer) this.errors++;
+    else if (count.lo > 0)
+      this.transfer(toRam, this.bufferWindow(device.lo - EDU_DMA_BUFFER_ADDRESS, count.lo), busSide);
     this.cmd.lo = (this.cmd.lo & ~EDU_DMA_RUN) >>> 0;
     if (this.cmd.lo & EDU_DMA_IRQ) this.raiseIrq(EDU_IRQ_DMA);
+  }
+
+  private transfer(toRam: boolean, window: Uint8Array, busSide: Reg64): void {
+    const bus = this.busAddress(busSide);
+    const ok = toRam
+      ? this.dma.write(bus.address, window, bus.number)
+      : this.dma.readInto(bus.address, window, bus.number);
+    if (ok) this.transfers++;
+    else this.failures++;
   }
 
   /** A view of buffer[start, start + count); drivers repeat the same window, so the last one is kept. */
@@ -356,7 +357,11 @@ export class EduDevice extends PciFunction implements MmioHandler {
     const hi = (reg.hi & this.maskHi) >>> 0;
     // Drivers reuse their DMA addresses, and building a bigint allocates: keep the last one.
     const last = this.lastBusAddress;
-    if (lo === last.lo && hi === last.hi) return last;
+    return lo === last.lo && hi === last.hi ? last : this.newBusAddress(lo, hi);
+  }
+
+  private newBusAddress(lo: number, hi: number): BusAddress {
+    const last = this.lastBusAddress;
     last.lo = lo;
     last.hi = hi;
     last.number = hi < 0x200000 ? hi * 0x1_0000_0000 + lo : -1;
