@@ -199,18 +199,43 @@ export class IommuDomain {
   ): DomainFault | null {
     this.checkLive();
     if (length <= 0) return null;
-    const hot = this.hot;
-    if (hot !== undefined && hot.value.iovaNumber >= 0 && iovaNumber >= 0) {
-      // Fast path, in plain numbers: the access falls inside the mapping the last one used.
-      const state = hot.value;
-      const rel = iovaNumber - state.iovaNumber;
-      if (rel >= 0 && rel + length <= state.pages * PAGE_SIZE && (write ? state.prot.write : state.prot.read)) {
-        visit(state.object, state.offset + rel, length, 0);
-        if (write && this.tracking) markDirty(state, rel, length);
-        return null;
-      }
+    const hit = this.iotlbHit(iovaNumber, length, write);
+    if (hit === undefined) return this.walk(iova, length, write, visit);
+    const rel = iovaNumber - hit.iovaNumber;
+    visit(hit.object, hit.offset + rel, length, 0);
+    if (write && this.tracking) markDirty(hit, rel, length);
+    return null;
+  }
+
+  /**
+   * access() for a device copy that hits the IOTLB (see iotlbHit): moves `buffer` to or from
+   * memory and returns true; false means nothing happened and access() must decide. The device
+   * DMA path, without the visitor.
+   */
+  copyOnHit(iovaNumber: number, buffer: Uint8Array, write: boolean): boolean {
+    const hit = this.iotlbHit(iovaNumber, buffer.length, write);
+    if (hit === undefined || buffer.length === 0) return false;
+    const rel = iovaNumber - hit.iovaNumber;
+    if (!write) {
+      hit.object.read(hit.offset + rel, buffer);
+      return true;
     }
-    return this.walk(iova, length, write, visit);
+    hit.object.write(hit.offset + rel, buffer);
+    if (this.tracking) markDirty(hit, rel, buffer.length);
+    return true;
+  }
+
+  /**
+   * The mapping the last access used (a one-entry IOTLB) if [iovaNumber, +length) lies inside it
+   * with the permission; plain numbers only (iovaNumber is -1 past 2^53, which never hits).
+   */
+  private iotlbHit(iovaNumber: number, length: number, write: boolean): MappingState | undefined {
+    const hot = this.hot;
+    if (hot === undefined || iovaNumber < 0) return undefined;
+    const state = hot.value;
+    const rel = iovaNumber - state.iovaNumber;
+    const inside = state.iovaNumber >= 0 && rel >= 0 && rel + length <= state.pages * PAGE_SIZE;
+    return inside && (write ? state.prot.write : state.prot.read) ? state : undefined;
   }
 
   /** access() past the hot entry: a table lookup, then one or more mappings. */

@@ -185,6 +185,7 @@ export class VtdIommu {
 
   /** A device read of `dst.length` bytes at `iova` into `dst`. False (and a fault) if refused. */
   dmaRead(requesterId: number, iova: bigint, dst: Uint8Array, iovaNumber = safeNumber(iova)): boolean {
+    if (this.iotlbCopy(requesterId, iovaNumber, dst, false)) return true;
     // Saved and restored for a nested DMA (a peer BAR's handler starting one); no finally
     // needed, since every request sets the buffer before using it.
     const saved = this.ioBuffer;
@@ -203,6 +204,7 @@ export class VtdIommu {
     if (src.length > 0 && at <= MSI_WINDOW_LAST_NUMBER && at + src.length > MSI_WINDOW_START_NUMBER) {
       return this.interruptRequest(requesterId, iova, src);
     }
+    if (this.iotlbCopy(requesterId, at, src, true)) return true;
     const saved = this.ioBuffer; // as in dmaRead
     this.ioBuffer = src;
     const ok = this.walk(requesterId, iova, at, src.length, true, this.writeVisitor) === null;
@@ -231,20 +233,28 @@ export class VtdIommu {
   ): IommuFault | null {
     if (length <= 0) return null;
     const domain = this.contextEntry(requesterId);
-    // Window and aperture checks in plain numbers when exact (the usual case), else in bigint.
-    const end = at + length - 1;
-    const usual =
-      at >= 0 &&
-      end <= Number.MAX_SAFE_INTEGER &&
-      (at > MSI_WINDOW_LAST_NUMBER || end < MSI_WINDOW_START_NUMBER) &&
-      end <= this.apertureLastNumber &&
-      domain !== undefined;
-    if (!usual) {
+    if (!this.ordinary(at, length) || domain === undefined) {
       const refused = this.refuse(requesterId, iova, length, write, domain);
       if (refused !== null || domain === undefined) return refused;
     }
     const failed = domain.access(iova, length, write, visit, at);
     return failed ? this.fault(requesterId, failed.iova, write, failed.reason, domain) : null;
+  }
+
+  /** The fast path of a device copy: an ordinary request that hits its domain's IOTLB entry. */
+  private iotlbCopy(requesterId: number, at: number, buffer: Uint8Array, write: boolean): boolean {
+    const domain = this.contextEntry(requesterId);
+    return domain !== undefined && this.ordinary(at, buffer.length) && domain.copyOnHit(at, buffer, write);
+  }
+
+  /**
+   * Whether a request of `length` (> 0) bytes at `at` (safeNumber of its IOVA) is inside the
+   * aperture and outside the interrupt window, decided in plain numbers; false also when it
+   * cannot be decided that way (past 2^53), for refuse() to settle in bigint.
+   */
+  private ordinary(at: number, length: number): boolean {
+    const end = at + length - 1;
+    return at >= 0 && end <= this.apertureLastNumber && (at > MSI_WINDOW_LAST_NUMBER || end < MSI_WINDOW_START_NUMBER);
   }
 
   /** The fault for a request off the fast path, or null if it is fine after all (IOVAs past 2^53). */
