@@ -118,14 +118,18 @@ export class EduDriver {
       dwords[4] = count; // dwords 5 and 7, the high halves, stay 0
       dwords[6] = cmd;
     } else {
-      const view = this.dmaBlockView;
-      view.setBigUint64(0, src, true);
-      view.setBigUint64(8, dst, true);
-      view.setUint32(16, count, true);
-      view.setUint32(24, cmd, true);
+      this.encodeDmaBlock(src, dst, count, cmd);
     }
     this.proc.memory.write(this.at(EDU.DMA_SRC), this.dmaBlockBytes);
     return this.waitDma();
+  }
+
+  private encodeDmaBlock(src: bigint, dst: bigint, count: number, cmd: number): void {
+    const view = this.dmaBlockView;
+    view.setBigUint64(0, src, true);
+    view.setBigUint64(8, dst, true);
+    view.setUint32(16, count, true);
+    view.setUint32(24, cmd, true);
   }
 
   /** Polls DMA_CMD (its low dword holds the start bit) until the start bit clears. */

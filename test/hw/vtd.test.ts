@@ -154,3 +154,41 @@ test('IOVAs above 2^53 translate exactly (57-bit IOMMU)', () => {
   assert.equal(iommu.dmaRead(0x18, 1n << 57n, new Uint8Array(1)), false);
   assert.equal(iommu.faults.last?.reason, 'aperture');
 });
+
+test('requests that hit the IOTLB entry keep every rule: window, permission, dirty bits, unmap', () => {
+  const iommu = new VtdIommu();
+  const domain = iommu.allocDomain();
+  iommu.attachDevice(0x18, domain);
+  const ram = new RamObject(0x4000);
+  // One mapping straddling the interrupt window, one read-only mapping, one ordinary one.
+  domain.map(0xfedff000n, 0x2000n, { object: ram, offset: 0 }, { read: true, write: true });
+  domain.map(0x200000n, 0x1000n, { object: ram, offset: 0x2000 }, { read: true, write: false });
+  domain.map(0x100000n, 0x1000n, { object: ram, offset: 0x3000 }, { read: true, write: true });
+  const page = new Uint8Array(4096).fill(7);
+
+  assert.ok(iommu.dmaWrite(0x18, 0xfedff000n, page), 'below the window: memory');
+  assert.equal(iommu.dmaRead(0x18, 0xfee00000n, new Uint8Array(4)), false, 'same entry, inside the window');
+  assert.equal(iommu.faults.last?.reason, 'interrupt-read');
+
+  assert.ok(iommu.dmaRead(0x18, 0x200000n, new Uint8Array(16)));
+  assert.ok(iommu.dmaRead(0x18, 0x200010n, new Uint8Array(16)), 'a hit');
+  assert.equal(iommu.dmaWrite(0x18, 0x200000n, Uint8Array.of(1)), false, 'a hit never widens permission');
+  assert.equal(iommu.faults.last?.reason, 'permission');
+
+  domain.setDirtyTracking(true);
+  assert.ok(iommu.dmaWrite(0x18, 0x100000n, Uint8Array.of(1)));
+  assert.ok(iommu.dmaWrite(0x18, 0x100ff0n, Uint8Array.of(2)), 'a hit');
+  const dirty: number[] = [];
+  domain.forEachDirty(0x100000n, 0x1000n, true, (index) => dirty.push(index));
+  assert.deepEqual(dirty, [0]);
+  assert.ok(iommu.dmaWrite(0x18, 0x100800n, Uint8Array.of(3)), 'a hit after the bits were cleared');
+  domain.forEachDirty(0x100000n, 0x1000n, false, (index) => dirty.push(index));
+  assert.deepEqual(dirty, [0, 0]);
+  const bytes = new Uint8Array(1);
+  ram.read(0x3ff0, bytes);
+  assert.equal(bytes[0], 2);
+
+  domain.unmap(0x100000n, 0x1000n);
+  assert.equal(iommu.dmaRead(0x18, 0x100000n, new Uint8Array(4)), false, 'no stale entry after unmap');
+  assert.equal(iommu.faults.last?.reason, 'unmapped');
+});

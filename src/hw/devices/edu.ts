@@ -317,19 +317,22 @@ export class EduDevice extends PciFunction implements MmioHandler {
 
   private runDma(): void {
     const toRam = (this.cmd.lo & EDU_DMA_TO_RAM) !== 0;
-    const device = toRam ? this.src : this.dst;
-    const busSide = toRam ? this.dst : this.src;
+    const window = this.deviceWindow(toRam ? this.src : this.dst);
+    if (window === null) this.errors++;
+    else if (window.length > 0) this.transfer(toRam, window, toRam ? this.dst : this.src);
+    this.cmd.lo = (this.cmd.lo & ~EDU_DMA_RUN) >>> 0;
+    if (this.cmd.lo & EDU_DMA_IRQ) this.raiseIrq(EDU_IRQ_DMA);
+  }
+
+  /** The part of the DMA buffer a transfer at device address `device` uses; null if it leaves the buffer. */
+  private deviceWindow(device: Reg64): Uint8Array | null {
     const count = this.count;
     const inBuffer =
       device.hi === 0 &&
       count.hi === 0 &&
       device.lo >= EDU_DMA_BUFFER_ADDRESS &&
       device.lo + count.lo <= EDU_DMA_BUFFER_ADDRESS + EDU_DMA_BUFFER_SIZE;
-    if (!inBuffer) this.errors++;
-    else if (count.lo > 0)
-      this.transfer(toRam, this.bufferWindow(device.lo - EDU_DMA_BUFFER_ADDRESS, count.lo), busSide);
-    this.cmd.lo = (this.cmd.lo & ~EDU_DMA_RUN) >>> 0;
-    if (this.cmd.lo & EDU_DMA_IRQ) this.raiseIrq(EDU_IRQ_DMA);
+    return inBuffer ? this.bufferWindow(device.lo - EDU_DMA_BUFFER_ADDRESS, count.lo) : null;
   }
 
   private transfer(toRam: boolean, window: Uint8Array, busSide: Reg64): void {

@@ -185,7 +185,10 @@ export class VtdIommu {
 
   /** A device read of `dst.length` bytes at `iova` into `dst`. False (and a fault) if refused. */
   dmaRead(requesterId: number, iova: bigint, dst: Uint8Array, iovaNumber = safeNumber(iova)): boolean {
-    if (this.iotlbCopy(requesterId, iovaNumber, dst, false)) return true;
+    return this.iotlbCopy(requesterId, iovaNumber, dst, false) || this.walkRead(requesterId, iova, iovaNumber, dst);
+  }
+
+  private walkRead(requesterId: number, iova: bigint, iovaNumber: number, dst: Uint8Array): boolean {
     // Saved and restored for a nested DMA (a peer BAR's handler starting one); no finally
     // needed, since every request sets the buffer before using it.
     const saved = this.ioBuffer;
@@ -204,8 +207,11 @@ export class VtdIommu {
     if (src.length > 0 && at <= MSI_WINDOW_LAST_NUMBER && at + src.length > MSI_WINDOW_START_NUMBER) {
       return this.interruptRequest(requesterId, iova, src);
     }
-    if (this.iotlbCopy(requesterId, at, src, true)) return true;
-    const saved = this.ioBuffer; // as in dmaRead
+    return this.iotlbCopy(requesterId, at, src, true) || this.walkWrite(requesterId, iova, at, src);
+  }
+
+  private walkWrite(requesterId: number, iova: bigint, at: number, src: Uint8Array): boolean {
+    const saved = this.ioBuffer; // as in walkRead
     this.ioBuffer = src;
     const ok = this.walk(requesterId, iova, at, src.length, true, this.writeVisitor) === null;
     this.ioBuffer = saved;

@@ -75,7 +75,12 @@ export type IntxListener = (level: boolean) => void;
 
 /** The function's bus-master port: DMA as the device issues it. */
 export class DmaPort {
-  constructor(private readonly fn: PciFunction) {}
+  /** The function's config bytes, for the COMMAND.MASTER test each request makes. */
+  private readonly config: Uint8Array;
+
+  constructor(private readonly fn: PciFunction) {
+    this.config = fn.config.bytes;
+  }
 
   /** Reads `length` bytes at bus address `iova`; null if the request fails. */
   read(iova: bigint, length: number): Uint8Array | null {
@@ -85,13 +90,13 @@ export class DmaPort {
 
   /** Reads `dst.length` bytes at `iova` into `dst` (no allocation); false if the request fails. */
   readInto(iova: bigint, dst: Uint8Array, iovaNumber?: number): boolean {
-    if (!this.fn.busMasterEnabled) return false;
+    if (!(this.config[PCI_COMMAND]! & PCI_COMMAND_MASTER)) return false;
     return this.fn.bus.dmaRead(this.fn.requesterId, iova, dst, iovaNumber);
   }
 
   /** Writes `data` at `iova`; false if the request fails. */
   write(iova: bigint, data: Uint8Array, iovaNumber?: number): boolean {
-    if (!this.fn.busMasterEnabled) return false;
+    if (!(this.config[PCI_COMMAND]! & PCI_COMMAND_MASTER)) return false;
     return this.fn.bus.dmaWrite(this.fn.requesterId, iova, data, iovaNumber);
   }
 }
@@ -102,22 +107,26 @@ export class DmaPort {
  * register write of a model changes its own COMMAND register, so the bit cannot change midway.
  */
 class BarWindow extends MmioObject {
+  /** The function's config bytes: the decode bit is in COMMAND's low byte. */
+  private readonly config: Uint8Array;
+
   constructor(
     size: number,
     handler: MmioHandler,
-    private readonly fn: PciFunction,
+    fn: PciFunction,
     private readonly decodeBit: number,
   ) {
     super(size, handler);
+    this.config = fn.config.bytes;
   }
 
   override read(offset: number, dst: Uint8Array): void {
-    if (this.fn.decodes(this.decodeBit)) super.read(offset, dst);
+    if (this.config[PCI_COMMAND]! & this.decodeBit) super.read(offset, dst);
     else dst.fill(0xff);
   }
 
   override write(offset: number, src: Uint8Array): void {
-    if (this.fn.decodes(this.decodeBit)) super.write(offset, src);
+    if (this.config[PCI_COMMAND]! & this.decodeBit) super.write(offset, src);
   }
 }
 
