@@ -109,11 +109,14 @@ export interface EduInit {
   readonly options?: EduOptions;
 }
 
-/** A 64-bit register as two unsigned 32-bit halves. */
-interface Reg64 {
-  lo: number;
-  hi: number;
-}
+/**
+ * The DMA registers in the register file, in BAR order: slot i holds the low half of a 64-bit
+ * register, slot i + 1 its high half.
+ */
+const SRC = 0;
+const DST = 2;
+const COUNT = 4;
+const CMD = 6;
 
 /** A masked bus address, kept in both forms the bus takes. */
 interface BusAddress {
@@ -153,12 +156,8 @@ export class EduDevice extends PciFunction implements MmioHandler {
   private factorial = 0;
   private status = 0;
   private irqStatus = 0;
-  private readonly src: Reg64 = { lo: 0, hi: 0 };
-  private readonly dst: Reg64 = { lo: 0, hi: 0 };
-  private readonly count: Reg64 = { lo: 0, hi: 0 };
-  private readonly cmd: Reg64 = { lo: 0, hi: 0 };
-  /** In BAR order: DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD. */
-  private readonly dmaRegisters: readonly Reg64[] = [this.src, this.dst, this.count, this.cmd];
+  /** DMA_SRC, DMA_DST, DMA_COUNT and DMA_CMD as 32-bit halves (see SRC..CMD). */
+  private readonly dmaRegs = new Uint32Array(8);
   private transfers = 0;
   private failures = 0;
   private errors = 0;
@@ -191,10 +190,10 @@ export class EduDevice extends PciFunction implements MmioHandler {
       factorial: this.factorial,
       status: this.status,
       irqStatus: this.irqStatus,
-      dmaSrc: toBigInt(this.src),
-      dmaDst: toBigInt(this.dst),
-      dmaCount: toBigInt(this.count),
-      dmaCmd: toBigInt(this.cmd),
+      dmaSrc: this.dmaRegister64(SRC),
+      dmaDst: this.dmaRegister64(DST),
+      dmaCount: this.dmaRegister64(COUNT),
+      dmaCmd: this.dmaRegister64(CMD),
       dmaTransfers: this.transfers,
       dmaFailures: this.failures,
       deviceErrors: this.errors,
@@ -218,10 +217,10 @@ export class EduDevice extends PciFunction implements MmioHandler {
       if (width === 4) out[0] = this.controlRegister(offset);
       return;
     }
-    const reg = this.dmaRegister(offset);
-    if (reg === undefined) return;
-    out[0] = reg.lo;
-    out[1] = width === 8 ? reg.hi : 0;
+    const slot = dmaSlot(offset);
+    if (slot < 0) return;
+    out[0] = this.dmaRegs[slot]!;
+    out[1] = width === 8 ? this.dmaRegs[slot + 1]! : 0;
   }
 
   mmioWrite(offset: number, width: number, lo: number, hi: number): void {
@@ -229,19 +228,15 @@ export class EduDevice extends PciFunction implements MmioHandler {
       if (width === 4) this.writeControlRegister(offset, lo >>> 0);
       return;
     }
-    const reg = width === 4 || width === 8 ? this.dmaRegister(offset) : undefined;
-    if (reg === undefined || this.cmd.lo & EDU_DMA_RUN) return; // frozen while a transfer runs
+    const regs = this.dmaRegs;
+    const slot = width === 4 || width === 8 ? dmaSlot(offset) : -1;
+    if (slot < 0 || regs[CMD]! & EDU_DMA_RUN) return; // frozen while a transfer runs
+    // Writes to DMA_CMD without the run bit are ignored; with it they start a transfer.
+    if (slot === CMD && !(lo & EDU_DMA_RUN)) return;
+    regs[slot] = lo;
     // A 4-byte write to a 64-bit register sets it to the zero-extended value, as on the device.
-    const high = width === 8 ? hi >>> 0 : 0;
-    if (reg !== this.cmd) {
-      reg.lo = lo >>> 0;
-      reg.hi = high;
-    } else if (lo & EDU_DMA_RUN) {
-      // Writes to DMA_CMD without the run bit are ignored; with it they start a transfer.
-      reg.lo = lo >>> 0;
-      reg.hi = high;
-      this.runDma();
-    }
+    regs[slot + 1] = width === 8 ? hi : 0;
+    if (slot === CMD) this.runDma();
   }
 
   /** The 32-bit registers below 0x80; unassigned offsets read as all-ones. */
@@ -285,10 +280,8 @@ export class EduDevice extends PciFunction implements MmioHandler {
     }
   }
 
-  /** DMA_SRC, DMA_DST, DMA_COUNT or DMA_CMD at `offset` (0x80 and up), if one starts there. */
-  private dmaRegister(offset: number): Reg64 | undefined {
-    if (offset > EduReg.DMA_CMD || (offset & 7) !== 0) return undefined;
-    return this.dmaRegisters[(offset - EduReg.DMA_SRC) >>> 3];
+  private dmaRegister64(slot: number): bigint {
+    return (BigInt(this.dmaRegs[slot + 1]!) << 32n) | BigInt(this.dmaRegs[slot]!);
   }
 
   // --- device behaviour ---
@@ -316,27 +309,30 @@ export class EduDevice extends PciFunction implements MmioHandler {
   }
 
   private runDma(): void {
-    const toRam = (this.cmd.lo & EDU_DMA_TO_RAM) !== 0;
-    const window = this.deviceWindow(toRam ? this.src : this.dst);
+    const regs = this.dmaRegs;
+    const toRam = (regs[CMD]! & EDU_DMA_TO_RAM) !== 0;
+    const window = this.deviceWindow(toRam ? SRC : DST);
     if (window === null) this.errors++;
-    else if (window.length > 0) this.transfer(toRam, window, toRam ? this.dst : this.src);
-    this.cmd.lo = (this.cmd.lo & ~EDU_DMA_RUN) >>> 0;
-    if (this.cmd.lo & EDU_DMA_IRQ) this.raiseIrq(EDU_IRQ_DMA);
+    else if (window.length > 0) this.transfer(toRam, window, toRam ? DST : SRC);
+    regs[CMD] = regs[CMD]! & ~EDU_DMA_RUN;
+    if (regs[CMD]! & EDU_DMA_IRQ) this.raiseIrq(EDU_IRQ_DMA);
   }
 
-  /** The part of the DMA buffer a transfer at device address `device` uses; null if it leaves the buffer. */
-  private deviceWindow(device: Reg64): Uint8Array | null {
-    const count = this.count;
+  /** The part of the DMA buffer a transfer uses (device address in `slot`); null if it leaves the buffer. */
+  private deviceWindow(slot: number): Uint8Array | null {
+    const regs = this.dmaRegs;
+    const device = regs[slot]!;
+    const count = regs[COUNT]!;
     const inBuffer =
-      device.hi === 0 &&
-      count.hi === 0 &&
-      device.lo >= EDU_DMA_BUFFER_ADDRESS &&
-      device.lo + count.lo <= EDU_DMA_BUFFER_ADDRESS + EDU_DMA_BUFFER_SIZE;
-    return inBuffer ? this.bufferWindow(device.lo - EDU_DMA_BUFFER_ADDRESS, count.lo) : null;
+      regs[slot + 1] === 0 &&
+      regs[COUNT + 1] === 0 &&
+      device >= EDU_DMA_BUFFER_ADDRESS &&
+      device + count <= EDU_DMA_BUFFER_ADDRESS + EDU_DMA_BUFFER_SIZE;
+    return inBuffer ? this.bufferWindow(device - EDU_DMA_BUFFER_ADDRESS, count) : null;
   }
 
-  private transfer(toRam: boolean, window: Uint8Array, busSide: Reg64): void {
-    const bus = this.busAddress(busSide);
+  private transfer(toRam: boolean, window: Uint8Array, busSlot: number): void {
+    const bus = this.busAddress(busSlot);
     const ok = toRam
       ? this.dma.write(bus.address, window, bus.number)
       : this.dma.readInto(bus.address, window, bus.number);
@@ -354,10 +350,10 @@ export class EduDevice extends PciFunction implements MmioHandler {
     return this.lastWindow;
   }
 
-  /** The bus address in `reg` under the DMA mask, as a bigint and as a number (-1 past 2^53). */
-  private busAddress(reg: Reg64): BusAddress {
-    const lo = (reg.lo & this.maskLo) >>> 0;
-    const hi = (reg.hi & this.maskHi) >>> 0;
+  /** The bus address in `slot` under the DMA mask, as a bigint and as a number (-1 past 2^53). */
+  private busAddress(slot: number): BusAddress {
+    const lo = (this.dmaRegs[slot]! & this.maskLo) >>> 0;
+    const hi = (this.dmaRegs[slot + 1]! & this.maskHi) >>> 0;
     // Drivers reuse their DMA addresses, and building a bigint allocates: keep the last one.
     const last = this.lastBusAddress;
     return lo === last.lo && hi === last.hi ? last : this.newBusAddress(lo, hi);
@@ -391,6 +387,7 @@ export class EduDevice extends PciFunction implements MmioHandler {
   }
 }
 
-function toBigInt(reg: Reg64): bigint {
-  return (BigInt(reg.hi) << 32n) | BigInt(reg.lo);
+/** The register-file slot of the DMA register starting at `offset` (0x80 and up), or -1. */
+function dmaSlot(offset: number): number {
+  return offset > EduReg.DMA_CMD || (offset & 7) !== 0 ? -1 : (offset - EduReg.DMA_SRC) >>> 2;
 }
