@@ -58,7 +58,7 @@ export interface BenchResult {
   readonly met: boolean | undefined;
 }
 
-export const DEFAULT_OPTIONS: BenchOptions = { sampleMs: 300, samples: 3, log: (line) => console.log(line) };
+export const DEFAULT_OPTIONS: BenchOptions = { sampleMs: 300, samples: 5, log: (line) => console.log(line) };
 
 /** Runs every case whose name contains `filter` (case-insensitive); returns their results. */
 export function runBenchmarks(

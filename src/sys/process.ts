@@ -19,26 +19,7 @@ export class Process {
   readonly memory: ProcessMemory;
 
   constructor(readonly task: Task) {
-    // The process touching its own memory is the hot path of every userspace driver (MMIO
-    // through a mapped BAR): no tracing, no argument arrays, no closures per access.
-    this.memory = {
-      read: (addr, length) => {
-        try {
-          if (this.task.exited) noProcess();
-          return this.task.mm.read(addrOf(addr), count(length));
-        } catch (err) {
-          throw this.normalize('memory.read', err);
-        }
-      },
-      write: (addr, data) => {
-        try {
-          if (this.task.exited) noProcess();
-          this.task.mm.write(addrOf(addr), bytesOf(data));
-        } catch (err) {
-          throw this.normalize('memory.write', err);
-        }
-      },
-    };
+    this.memory = new UserMemory(task);
   }
 
   get pid(): number {
@@ -165,11 +146,43 @@ export class Process {
   }
 
   private normalize(name: string, err: unknown): SyscallError {
-    if (err instanceof SyscallError) return err.syscall === name ? err : new SyscallError(err.errno, name);
-    // An emulation bug surfaced as a fault, as a kernel oops would; kept for tests to see.
-    this.task.kernel.oopses.push(err instanceof Error ? err : new Error(String(err)));
-    return new SyscallError(Errno.EFAULT, name, 'internal error');
+    return syscallError(this.task, name, err);
   }
+}
+
+/**
+ * The process touching its own memory: the hot path of every userspace driver (MMIO through a
+ * mapped BAR). No tracing and no argument arrays; methods on a class rather than closures per
+ * process, so V8 shares one profile among all processes and inlines them into their callers.
+ */
+class UserMemory implements ProcessMemory {
+  constructor(private readonly task: Task) {}
+
+  read(addr: bigint, length: number): Uint8Array {
+    try {
+      if (this.task.exited) noProcess();
+      return this.task.mm.read(addrOf(addr), count(length));
+    } catch (err) {
+      throw syscallError(this.task, 'memory.read', err);
+    }
+  }
+
+  write(addr: bigint, data: Uint8Array): void {
+    try {
+      if (this.task.exited) noProcess();
+      this.task.mm.write(addrOf(addr), bytesOf(data));
+    } catch (err) {
+      throw syscallError(this.task, 'memory.write', err);
+    }
+  }
+}
+
+/** What a call throws: its SyscallError, or EFAULT for anything else (recorded as an oops). */
+function syscallError(task: Task, name: string, err: unknown): SyscallError {
+  if (err instanceof SyscallError) return err.syscall === name ? err : new SyscallError(err.errno, name);
+  // An emulation bug surfaced as a fault, as a kernel oops would; kept for tests to see.
+  task.kernel.oopses.push(err instanceof Error ? err : new Error(String(err)));
+  return new SyscallError(Errno.EFAULT, name, 'internal error');
 }
 
 /** Bad argument types from JavaScript callers are EINVAL/EFAULT, never TypeError. */
