@@ -4,6 +4,7 @@
  * Register accesses use the widths the device honours: 4 bytes below 0x80, 8 for the DMA block.
  */
 import type { Process } from '../sys/process.js';
+import { LITTLE_ENDIAN_HOST } from '../uapi/u64.js';
 
 /** BAR0 register offsets (edu.md "MMIO registers"). */
 export const EDU = Object.freeze({
@@ -35,8 +36,6 @@ export const EDU_DEVICE_ID = 0x11e8;
 
 /** Polls of DMA_CMD before giving up; the contract makes work visible at the next access. */
 const DMA_POLL_LIMIT = 1000;
-
-const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /** Register block size: the addresses of all registers are computed once. */
 const REGISTER_SPAN = 0x100;

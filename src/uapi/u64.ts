@@ -8,8 +8,10 @@
 
 const word = new BigUint64Array(1);
 const halves = new Uint32Array(word.buffer);
+/** Whether typed arrays store numbers little-endian here, as the uAPI and PCI registers do. */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 /** Which half holds the low 32 bits, for the host's byte order. */
-const LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+const LO = LITTLE_ENDIAN_HOST ? 0 : 1;
 const HI = 1 - LO;
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

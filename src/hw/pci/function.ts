@@ -214,13 +214,7 @@ export abstract class PciFunction {
   }
 
   get busMasterEnabled(): boolean {
-    return this.decodes(PCI_COMMAND_MASTER);
-  }
-
-  /** True while the given COMMAND enable bit (MEMORY, IO or MASTER) is set. */
-  decodes(bit: number): boolean {
-    // All three are in COMMAND's low byte; every register access and every DMA asks.
-    return (this.config.bytes[PCI_COMMAND]! & bit) !== 0;
+    return (this.command & PCI_COMMAND_MASTER) !== 0;
   }
 
   // --- BARs ---
