@@ -156,7 +156,11 @@ export class Process {
  * process, so V8 shares one profile among all processes and inlines them into their callers.
  */
 class UserMemory implements ProcessMemory {
-  constructor(private readonly task: Task) {}
+  constructor(private readonly task: Task) {
+    // Bound, so `const { read } = proc.memory` and callbacks keep working.
+    this.read = this.read.bind(this);
+    this.write = this.write.bind(this);
+  }
 
   read(addr: bigint, length: number): Uint8Array {
     try {

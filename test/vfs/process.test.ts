@@ -78,6 +78,16 @@ test('anonymous memory is lazy, zero-filled, and faults outside mappings', () =>
   assert.throws(() => proc.memory.read(0n, 1), { code: 'EFAULT' });
   // A huge length that faults must not allocate first.
   assert.throws(() => proc.memory.read(0n, 0x7fffffff), { code: 'EFAULT' });
+  // The accessors work detached from proc.memory (passed as callbacks, destructured).
+  const { read, write } = proc.memory;
+  write(huge, Uint8Array.of(7));
+  assert.deepEqual(
+    [huge].map((addr) => read(addr, 1)[0]),
+    [7],
+  );
+  assert.throws(() => read(0n, 1), { code: 'EFAULT' });
+  proc.exit();
+  assert.throws(() => read(huge, 1), { code: 'ESRCH' });
 });
 
 test('protection is enforced: read-only memory refuses writes, PROT_NONE refuses both', () => {
