@@ -153,7 +153,7 @@ export class Process {
 /**
  * The process touching its own memory: the hot path of every userspace driver (MMIO through a
  * mapped BAR). No tracing and no argument arrays; methods on a class rather than closures per
- * process, so V8 shares one profile among all processes and inlines them into their callers.
+ * process, so every process's accesses share one V8 profile.
  */
 class UserMemory implements ProcessMemory {
   constructor(private readonly task: Task) {
