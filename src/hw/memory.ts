@@ -134,6 +134,12 @@ export interface MmioHandler {
   /** Reads the register at `offset` into out[0] (low half) and out[1] (high half). */
   mmioRead(offset: number, width: number, out: Uint32Array): void;
   mmioWrite(offset: number, width: number, lo: number, hi: number): void;
+  /**
+   * Called once a CPU store (every register write of one copy) has landed: the device runs the
+   * work a write started. Until then that work is in progress, as on hardware, where a device
+   * acts on a posted write after it arrives.
+   */
+  mmioStoreDone?(): void;
 }
 
 /**
@@ -215,9 +221,10 @@ export class MmioObject implements MemoryObject {
         const hi = (src[i + 4]! | (src[i + 5]! << 8) | (src[i + 6]! << 16) | (src[i + 7]! << 24)) >>> 0;
         handler.mmioWrite(offset + i, 8, lo, hi);
       }
-      return;
+    } else {
+      this.writeAccesses(offset, src);
     }
-    this.writeAccesses(offset, src);
+    this.handler.mmioStoreDone?.();
   }
 
   private writeAccesses(offset: number, src: Uint8Array): void {

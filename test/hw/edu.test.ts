@@ -228,6 +228,35 @@ test('DMA both directions through the IOMMU', () => {
   assert.equal(ctx.iommu.faults.count, 0);
 });
 
+test('a DMA runs once the store carrying DMA_CMD has landed: one 32-byte store programs and starts it', () => {
+  const ctx = build();
+  const { ram } = withDma(ctx);
+  ram.write(0, Uint8Array.of(1, 2, 3, 4));
+  const block = new DataView(new ArrayBuffer(32));
+  block.setBigUint64(0, 0x100000n, true);
+  block.setBigUint64(8, BigInt(EDU_DMA_BUFFER_ADDRESS), true);
+  block.setBigUint64(16, 4n, true);
+  block.setBigUint64(24, BigInt(EDU_DMA_RUN), true);
+  ctx.bar.write(EduReg.DMA_SRC, new Uint8Array(block.buffer));
+  assert.deepEqual([...ctx.edu.dmaBuffer.subarray(0, 4)], [1, 2, 3, 4]);
+  assert.equal(ctx.r64(EduReg.DMA_CMD), 0n);
+
+  // Register by register, as a model sees a store: the transfer is in progress (run bit set,
+  // registers frozen) until the store is done.
+  ram.write(0, Uint8Array.of(9, 8));
+  ctx.edu.mmioWrite(EduReg.DMA_CMD, 8, EDU_DMA_RUN, 0);
+  ctx.edu.mmioWrite(EduReg.DMA_COUNT, 8, 1, 0);
+  const cmd = new Uint32Array(2);
+  ctx.edu.mmioRead(EduReg.DMA_CMD, 8, cmd);
+  assert.equal(cmd[0], EDU_DMA_RUN);
+  assert.equal(ctx.edu.dmaBuffer[0], 1, 'nothing moved yet');
+  ctx.edu.mmioStoreDone();
+  assert.equal(ctx.edu.dmaBuffer[0], 9);
+  assert.equal(ctx.edu.dmaBuffer[1], 8, 'DMA_COUNT stayed 4: the write came while the transfer ran');
+  assert.equal(ctx.edu.snapshot().dmaCount, 4n);
+  assert.equal(ctx.r64(EduReg.DMA_CMD), 0n);
+});
+
 test('DMA to an unmapped IOVA faults and moves nothing', () => {
   const ctx = build();
   const { ram } = withDma(ctx);

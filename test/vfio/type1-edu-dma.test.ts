@@ -124,6 +124,7 @@ test('DMA stops at the IOMMU once the group leaves the container (the domain is 
   // through the hardware) is now stopped by the IOMMU: its requester id has no domain.
   dev.edu.configWrite(PCI_COMMAND, 2, dev.edu.command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
   dev.edu.mmioWrite(Number(DMA_CMD), 8, Number(CMD_RUN | CMD_TO_RAM), 0);
+  dev.edu.mmioStoreDone();
   assert.equal(host.machine.iommu.faults.count, 1);
   assert.equal(host.usage().iommuDomains, 0);
   exitAndCheck(env);

@@ -7,9 +7,10 @@
  * (64-bit address, 1 vector, no per-vector masking). No FLR and no PM reset: it cannot be reset.
  *
  * Timing choice: the real device computes factorials on a thread and runs DMA from a timer; here
- * all work completes synchronously inside the register write that starts it. The computing bit
- * and the DMA run bit therefore always read 0 afterwards, and device work is visible no later
- * than the next access, which is what drivers (and CONTRACT.md) rely on.
+ * a factorial completes inside the register write that starts it, and a DMA as soon as the CPU
+ * store carrying the DMA_CMD write has landed (mmioStoreDone). The computing bit and the DMA run
+ * bit therefore always read 0 afterwards, and device work is visible no later than the next
+ * access, which is what drivers (and CONTRACT.md) rely on.
  *
  * Errors: a transfer whose device side leaves the 4 KiB buffer is a device error (QEMU 7.2 would
  * abort the VM; we count it and move nothing). A transfer the IOMMU refuses moves nothing (the
@@ -158,6 +159,8 @@ export class EduDevice extends PciFunction implements MmioHandler {
   private irqStatus = 0;
   /** DMA_SRC, DMA_DST, DMA_COUNT and DMA_CMD as 32-bit halves (see SRC..CMD). */
   private readonly dmaRegs = new Uint32Array(8);
+  /** DMA_CMD was written with the run bit during the current store. */
+  private dmaStarted = false;
   private transfers = 0;
   private failures = 0;
   private errors = 0;
@@ -236,7 +239,14 @@ export class EduDevice extends PciFunction implements MmioHandler {
     regs[slot] = lo;
     // A 4-byte write to a 64-bit register sets it to the zero-extended value, as on the device.
     regs[slot + 1] = width === 8 ? hi : 0;
-    if (slot === CMD) this.runDma();
+    if (slot === CMD) this.dmaStarted = true;
+  }
+
+  /** The transfer a DMA_CMD write started runs once the store that carried it has landed. */
+  mmioStoreDone(): void {
+    if (!this.dmaStarted) return;
+    this.dmaStarted = false;
+    this.runDma();
   }
 
   /** The 32-bit registers below 0x80; unassigned offsets read as all-ones. */
