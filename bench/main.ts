@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runBenchmarks, type BenchCase } from './harness.js';
+import { DEFAULT_OPTIONS, runBenchmarks, type BenchCase } from './harness.js';
 import { vfioCases } from './vfio.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -30,8 +30,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       filter: { type: 'string', default: '' },
-      'sample-ms': { type: 'string', default: '300' },
-      samples: { type: 'string', default: '5' },
+      'sample-ms': { type: 'string', default: String(DEFAULT_OPTIONS.sampleMs) },
+      samples: { type: 'string', default: String(DEFAULT_OPTIONS.samples) },
       list: { type: 'boolean', default: false },
       /** Runs the one case of this exact name in this process (what each child below does). */
       case: { type: 'string' },

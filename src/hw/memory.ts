@@ -217,9 +217,7 @@ export class MmioObject implements MemoryObject {
     if (((offset | length) & 7) === 0) {
       const handler = this.handler;
       for (let i = 0; i < length; i += 8) {
-        const lo = (src[i]! | (src[i + 1]! << 8) | (src[i + 2]! << 16) | (src[i + 3]! << 24)) >>> 0;
-        const hi = (src[i + 4]! | (src[i + 5]! << 8) | (src[i + 6]! << 16) | (src[i + 7]! << 24)) >>> 0;
-        handler.mmioWrite(offset + i, 8, lo, hi);
+        handler.mmioWrite(offset + i, 8, le32(src, i), le32(src, i + 4));
       }
     } else {
       this.writeAccesses(offset, src);
@@ -236,8 +234,8 @@ export class MmioObject implements MemoryObject {
       let lo: number;
       let hi = 0;
       if (width >= 4) {
-        lo = (src[i]! | (src[i + 1]! << 8) | (src[i + 2]! << 16) | (src[i + 3]! << 24)) >>> 0;
-        if (width === 8) hi = (src[i + 4]! | (src[i + 5]! << 8) | (src[i + 6]! << 16) | (src[i + 7]! << 24)) >>> 0;
+        lo = le32(src, i);
+        if (width === 8) hi = le32(src, i + 4);
       } else {
         lo = width === 2 ? src[i]! | (src[i + 1]! << 8) : src[i]!;
       }
@@ -245,6 +243,11 @@ export class MmioObject implements MemoryObject {
       i += width;
     }
   }
+}
+
+/** The little-endian 32-bit value at bytes[at..at+3], unsigned. */
+function le32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
 }
 
 /**
